@@ -1,0 +1,3 @@
+from clove.cli import main
+
+main()

@@ -1,0 +1,36 @@
+"""Settings, read from the environment with the `CLOVE_` prefix."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLOVE_", extra="ignore")
+
+    database_url: str = "sqlite:///./clove.db"
+    redis_url: str | None = None
+    # Public base URL used in links we hand out (OAuth redirects, html_url).
+    public_url: str = "http://127.0.0.1:8000"
+
+    # Rate limits: requests per window per API key; an organization gets 3x.
+    rate_limit_per_key: int = Field(default=40, ge=1)
+    rate_limit_window: float = Field(default=1.0, gt=0)
+    rate_limit_org_multiplier: int = Field(default=3, ge=1)
+    rate_limit_enabled: bool = True
+
+    # How long an authenticated key or token may be trusted without asking the
+    # database again. A revoked key stops working within this time.
+    auth_cache_seconds: float = Field(default=0.5, ge=0, le=1.0)
+
+    oauth_access_token_seconds: int = 3600
+    log_level: str = "info"
+    log_json: bool = False
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

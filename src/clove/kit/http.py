@@ -1,0 +1,135 @@
+"""Request-edge helpers: the transaction-owning route class, responses, `_fields`, paging."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
+
+from fastapi import Request
+from fastapi.routing import APIRoute
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from clove.auth.service import AuthContext
+from clove.errors import APIError, BadRequest
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 100
+MAX_SKIP = 100_000
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def error_response(exc: APIError) -> JSON:
+    return JSON(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+
+class TransactionRoute(APIRoute):
+    """The route owns the transaction: commit after the handler, before the response goes out.
+
+    Services only flush. A failed commit therefore becomes an error response, never a 2xx
+    followed by a lost write; any exception rolls everything back.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                response = await handler(request)
+                session: Session | None = request.state._state.get("db")
+                if session is not None:
+                    await run_in_threadpool(session.commit)
+                return response
+            finally:
+                session = request.state._state.pop("db", None)
+                if session is not None:
+                    await run_in_threadpool(session.close)
+
+        return route
+
+
+def get_db(request: Request) -> Session:
+    """The request's session, opened on first use and closed by TransactionRoute."""
+    session: Session | None = request.state._state.get("db")
+    if session is None:
+        session = request.app.state.session_factory()
+        request.state.db = session
+    return session
+
+
+def get_auth(request: Request) -> AuthContext:
+    return request.state.auth  # set by the ApiEdge middleware for every /api/v1/ request
+
+
+def respond(body: Any, request: Request | None = None, status_code: int = 200) -> JSON:
+    """A JSON response, narrowed by the request's `_fields` when present."""
+    if request is not None:
+        fields = parse_fields(request)
+        if fields is not None:
+            body = apply_fields(body, fields)
+    return JSON(body, status_code=status_code)
+
+
+def parse_fields(request: Request) -> list[str] | None:
+    raw = request.query_params.get("_fields")
+    if raw is None or not raw.strip():
+        return None
+    return [f.strip() for f in raw.split(",") if f.strip()]
+
+
+def apply_fields(body: Any, fields: list[str]) -> Any:
+    """Keep only `fields` of an object, or of each object under a list envelope's `data`."""
+    if isinstance(body, dict) and isinstance(body.get("data"), list) and "has_more" in body:
+        return {**body, "data": [_pick(item, fields) for item in body["data"]]}
+    return _pick(body, fields)
+
+
+def _pick(obj: Any, fields: list[str]) -> Any:
+    if not isinstance(obj, dict):
+        return obj
+    return {f: obj[f] for f in fields if f in obj}
+
+
+def int_param(request: Request, name: str, default: int, *, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer") from None
+    if value < low:
+        raise BadRequest(f"{name} must be greater than or equal to {low}")
+    if value > high:
+        raise BadRequest(f"{name} must be less than or equal to {high}")
+    return value
+
+
+def page_params(
+    request: Request, *, max_limit: int = MAX_LIMIT, max_skip: int = MAX_SKIP
+) -> tuple[int, int]:
+    """(`_skip`, `_limit`) with Close's 400 when either is out of range."""
+    skip = int_param(request, "_skip", 0, low=0, high=max_skip)
+    limit = int_param(request, "_limit", min(DEFAULT_LIMIT, max_limit), low=0, high=max_limit)
+    return skip, limit
+
+
+def page(items: Iterable[Any], limit: int, **extra: Any) -> dict[str, Any]:
+    """`{"data": [...], "has_more": ...}` from up to `limit + 1` fetched items."""
+    rows = list(items)
+    return {"data": rows[:limit], "has_more": len(rows) > limit, **extra}
+
+
+def id_list_param(request: Request, name: str) -> list[str] | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    return [v.strip() for v in raw.split(",") if v.strip()]

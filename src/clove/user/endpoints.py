@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from clove.auth.service import AuthContext
+from clove.errors import BadRequest, object_not_found
+from clove.kit.http import JSON, TransactionRoute, get_auth, get_db, page, page_params, respond
+from clove.membership.schemas import serialize_membership
+from clove.models import Membership, Organization, User
+from clove.organization.service import organization_body
+from clove.user.schemas import serialize_user
+
+router = APIRouter(route_class=TransactionRoute)
+
+ORDERINGS = {
+    "last_name,first_name": (User.last_name, User.first_name, User.id),
+    "first_name,last_name": (User.first_name, User.last_name, User.id),
+}
+
+
+@router.get("/me/")
+def get_me(
+    request: Request, db: Session = Depends(get_db), ctx: AuthContext = Depends(get_auth)
+) -> JSON:
+    # Scoped to the organization of the credential: one organization's key
+    # never reveals another organization, even the same user's.
+    user = db.get(User, ctx.user_id)
+    membership = db.get(Membership, ctx.membership_id)
+    org = db.get(Organization, ctx.organization_id)
+    if user is None or membership is None or org is None:
+        raise object_not_found("User")
+    body = serialize_user(user, [org.id])
+    body.update(
+        organizations=[organization_body(db, org, expand_user=False)],
+        memberships=[serialize_membership(membership)],
+        email_accounts=[],
+        phone_numbers=[],
+        last_used_timezone=user.last_used_timezone,
+    )
+    return respond(body, request)
+
+
+@router.get("/user/")
+def list_users(
+    request: Request, db: Session = Depends(get_db), ctx: AuthContext = Depends(get_auth)
+) -> JSON:
+    skip, limit = page_params(request)
+    order = request.query_params.get("_order_by")
+    if order is not None and order not in ORDERINGS:
+        raise BadRequest("_order_by must be one of: " + ", ".join(ORDERINGS))
+    query = (
+        select(User)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.organization_id == ctx.organization_id)
+        .order_by(*(ORDERINGS[order] if order else (User.date_created, User.id)))
+        .offset(skip)
+        .limit(limit + 1)
+    )
+    users = [serialize_user(u, [ctx.organization_id]) for u in db.scalars(query)]
+    return respond(page(users, limit), request)
+
+
+@router.get("/user/{user_id}/")
+def get_user(
+    user_id: str,
+    request: Request,
+    db: Session = Depends(get_db),
+    ctx: AuthContext = Depends(get_auth),
+) -> JSON:
+    user = db.scalars(
+        select(User)
+        .join(Membership, Membership.user_id == User.id)
+        .where(User.id == user_id, Membership.organization_id == ctx.organization_id)
+    ).first()
+    if user is None:
+        raise object_not_found("User")
+    return respond(serialize_user(user, [ctx.organization_id]), request)
