@@ -133,7 +133,11 @@ def oauth_app_create(
 
     engine = _engine(database_url)
     with make_session_factory(engine).begin() as session:
-        client_id, secret = register_app(session, name, redirect_uri)
+        try:
+            client_id, secret = register_app(session, name, redirect_uri)
+        except ValueError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
     print(f"client_id={client_id}")
     print(f"client_secret={secret}")
 
