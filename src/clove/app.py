@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         limiter=make_limiter(settings),
         per_key_limit=settings.rate_limit_per_key,
         org_multiplier=settings.rate_limit_org_multiplier,
+        public_paths=(app.openapi_url or "",),  # /docs fetches it without credentials
     )
     return app
 
@@ -94,6 +95,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             return error_response(NotFound())
         if exc.status_code == 405:
             return error_response(MethodNotAllowed())
+        if exc.status_code == 400:  # FastAPI could not decode the body (e.g. not UTF-8)
+            return error_response(ValidationFailed(["Malformed JSON in request body."]))
         return error_response(APIError(str(exc.detail)))
 
     @app.exception_handler(Exception)

@@ -35,12 +35,14 @@ class ApiEdge:
         limiter: Limiter | None,
         per_key_limit: int,
         org_multiplier: int,
+        public_paths: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.authenticator = authenticator
         self.limiter = limiter
         self.per_key_limit = per_key_limit
         self.org_multiplier = org_multiplier
+        self.public_paths = public_paths  # served as they are: no slash, no credentials
         # Redis is network I/O: keep it off the event loop. Memory counters are instant.
         self._limiter_blocks = limiter is not None and not isinstance(limiter, MemoryLimiter)
 
@@ -49,6 +51,9 @@ class ApiEdge:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        if path in self.public_paths:
+            await self.app(scope, receive, send)
+            return
         if path.startswith(SLASHED_PREFIXES) and not path.endswith("/"):
             # Close's paths end in a slash; some clients omit it on item paths.
             scope = {**scope, "path": path + "/", "raw_path": (path + "/").encode()}
@@ -90,15 +95,31 @@ class ApiEdge:
             raise Unauthorized()
         state["auth"] = ctx
 
-        rate_header = await self._charge(ctx, scope["method"], scope["path"])
+        # Only a POST may stand for another method; it is counted as that method (GET: a read).
+        override = headers.get("x-http-method-override") if scope["method"] == "POST" else None
+        method = override.upper() if override else scope["method"]
+        rate_header = await self._charge(ctx, method, scope["path"])
 
-        override = headers.get("x-http-method-override")
-        if override and scope["method"] == "POST":
-            scope, receive = await _apply_method_override(scope, receive, override.upper())
-        elif scope["method"] in BODY_METHODS and _has_body(headers):
-            content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-            if content_type and content_type != "application/json":
-                raise UnsupportedMediaType()
+        try:
+            if override:
+                scope, receive = await _apply_method_override(scope, receive, method)
+            elif scope["method"] in BODY_METHODS and _has_body(headers):
+                content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+                if not content_type:
+                    # Close's API speaks only JSON; a body sent without a type is read as JSON.
+                    scope = {
+                        **scope,
+                        "headers": [*scope["headers"], (b"content-type", b"application/json")],
+                    }
+                elif content_type != "application/json":
+                    raise UnsupportedMediaType()
+            if _has_nul(scope):
+                # PostgreSQL cannot compare text with NUL: refuse it on every database alike.
+                raise BadRequest("Null characters are not allowed in the URL.")
+        except APIError as exc:
+            if rate_header:
+                exc.headers.setdefault("RateLimit", rate_header.decode())
+            raise
         return scope, receive, rate_header
 
     async def _charge(self, ctx: AuthContext, method: str, path: str) -> bytes:
@@ -139,6 +160,12 @@ class ApiEdge:
 
 def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def _has_nul(scope: Scope) -> bool:
+    """A NUL in the path or the query (percent-encoded or not)."""
+    query: bytes = scope.get("query_string", b"")
+    return "\x00" in scope["path"] or b"\x00" in query or b"%00" in query
 
 
 def _has_body(headers: dict[str, str]) -> bool:
@@ -187,8 +214,12 @@ async def _apply_method_override(
         elif value is None:
             value = ""
         pairs.append((str(name), str(value)))
+    try:
+        encoded = urlencode(pairs)
+    except UnicodeEncodeError:  # lone surrogates are valid JSON but not text
+        raise BadRequest("_params must hold valid Unicode text") from None
     query = scope.get("query_string", b"").decode()
-    merged = "&".join(q for q in (query, urlencode(pairs)) if q)
+    merged = "&".join(q for q in (query, encoded) if q)
     new_scope = {**scope, "method": "GET", "query_string": merged.encode()}
     new_scope["headers"] = [
         (k, v) for k, v in scope["headers"] if k not in (b"content-length", b"content-type")

@@ -42,10 +42,9 @@ def visible_keys(ctx: AuthContext) -> Select[tuple[ApiKey]]:
 
 def find_key(session: Session, ctx: AuthContext, key_or_id: str) -> ApiKey:
     """By id (`api_...`) or by the secret itself, as Close's scripts look keys up."""
-    query = visible_keys(ctx)
-    column = ApiKey.id if key_or_id.startswith("api_") else ApiKey.key_hash
-    value = key_or_id if key_or_id.startswith("api_") else hash_secret(key_or_id)
-    key = session.scalars(query.where(column == value)).first()
+    # Both ways: a secret may itself begin with "api_".
+    match = (ApiKey.id == key_or_id) | (ApiKey.key_hash == hash_secret(key_or_id))
+    key = session.scalars(visible_keys(ctx).where(match)).first()
     if key is None:
         raise object_not_found("ApiKey")
     return key

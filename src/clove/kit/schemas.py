@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -9,29 +10,41 @@ from pydantic_core import PydanticCustomError
 
 
 class Body(BaseModel):
-    """A JSON request body: unknown fields are errors, and text may not hold NUL characters.
+    """A JSON request body: unknown fields are errors, and text may not hold NUL characters
+    or lone UTF-16 surrogates (valid JSON escapes such as `\\ud800`, but not Unicode text).
 
-    PostgreSQL cannot store NUL in text, so it is refused for every database alike.
+    PostgreSQL cannot store NUL in text, and no database can store a lone surrogate as UTF-8,
+    so both are refused for every database alike.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: "yes" is not a boolean and "5" is not a number, as a typed JSON API expects.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     @field_validator("*", mode="after")
     @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        if _has_nul(value):
-            raise ValueError("Null characters are not allowed.")
+    def _clean_text(cls, value: Any) -> Any:
+        problem = _text_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 
-def _has_nul(value: Any) -> bool:
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text_problem(value: Any) -> str | None:
+    """Why some string inside `value` cannot be stored, or None."""
     if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
+        if "\x00" in value:
+            return "Null characters are not allowed."
+        if _SURROGATE.search(value):
+            return "Invalid Unicode: lone surrogate characters are not allowed."
+        return None
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    return False
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, list | tuple):
+        return next((p for p in map(_text_problem, value) if p), None)
+    return None
 
 
 class PatchBody(Body):

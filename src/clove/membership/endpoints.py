@@ -30,12 +30,14 @@ def create_membership(
 @router.put("/membership/")
 def bulk_update_memberships(
     body: MembershipBulkUpdate,
+    request: Request,
     db: Session = Depends(get_db),
     ctx: AuthContext = Depends(get_auth),
 ) -> JSON:
     memberships = service.memberships_by_ids(db, ctx, body.params.ids())
     changes = MembershipUpdate(**{k: v for k, v in body.changes().items() if k != "params"})
     service.update_memberships(db, ctx, memberships, changes)
+    request.app.state.authenticator.forget()  # roles are cached with credentials
     return respond({"count": len(memberships)})
 
 
@@ -49,14 +51,19 @@ def update_membership(
 ) -> JSON:
     membership = service.get_membership(db, ctx, membership_id)
     service.update_memberships(db, ctx, [membership], body)
+    request.app.state.authenticator.forget()  # roles are cached with credentials
     return respond(serialize_membership(membership), request)
 
 
 @router.delete("/membership/{membership_id}/")
 def deactivate_membership(
-    membership_id: str, db: Session = Depends(get_db), ctx: AuthContext = Depends(get_auth)
+    membership_id: str,
+    request: Request,
+    db: Session = Depends(get_db),
+    ctx: AuthContext = Depends(get_auth),
 ) -> JSON:
     service.deactivate(db, ctx, service.get_membership(db, ctx, membership_id))
+    request.app.state.authenticator.forget()  # the member's keys stop working at once here
     return respond({})
 
 

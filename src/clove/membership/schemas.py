@@ -19,6 +19,7 @@ def serialize_membership(m: Membership) -> dict[str, Any]:
         "user_id": m.user_id,
         "organization_id": m.organization_id,
         "role_id": m.role_id,
+        "role": m.role_id,  # the legacy role name; the built-in roles' ids are their names
         "permissions_granted": role_permissions(m.role_id),
         "is_active": m.is_active,
         "auto_record_calls": m.auto_record_calls,
@@ -27,6 +28,7 @@ def serialize_membership(m: Membership) -> dict[str, Any]:
         "default_caller_id": None,
         "hangup_recording_url": None,
         "primary_personal_number": None,
+        "onboarding_status": None,  # Clove has no onboarding flow
         "is_free": False,
         "plan_type": "self_hosted",
         "date_created": iso_utc(m.date_created),

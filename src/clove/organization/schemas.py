@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -45,7 +46,7 @@ class OrganizationUpdate(PatchBody):
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str | None) -> str | None:
-        if value is not None and (len(value) != 3 or not value.isalpha() or not value.isupper()):
+        if value is not None and re.fullmatch("[A-Z]{3}", value) is None:
             raise ValueError("Enter a three-letter ISO 4217 currency code, e.g. USD")
         return value
 

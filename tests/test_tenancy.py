@@ -1,0 +1,219 @@
+"""Organizations are sealed from each other: every route with an object id in its path answers
+404 to another organization's ids, for every method, and changes nothing there.
+
+The routes are read from the app itself, so a new route is covered as soon as it exists; a new
+kind of path parameter needs an entry in OWNED_IDS (or GLOBAL_PARAMS) below.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import Table, select
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.testclient import TestClient
+
+from clove.kit.ids import new_id
+from clove.models import Base, Membership
+from tests.conftest import Org
+from tests.test_membership import Member, add_member
+
+
+@dataclass
+class Victim:
+    """Organization B and objects of it that A must not reach."""
+
+    org: Org
+    member: Member
+
+
+# For each path parameter: the ids of B's objects to try. A missing entry fails the test below.
+OWNED_IDS: dict[str, Callable[[Victim], list[str]]] = {
+    "org_id": lambda b: [b.org.id],
+    "user_id": lambda b: [b.org.user_id, b.member.user_id],
+    "membership_id": lambda b: [b.org.membership_id, b.member.membership_id],
+    "key_or_id": lambda b: [b.member.key_id, b.member.key],  # by id and by the secret itself
+}
+
+# Path parameters that do not name an organization's object (built-in, shared by everyone).
+GLOBAL_PARAMS = {"role_id"}
+
+# Bodies that pass validation (so the request reaches the lookup) and would change B if it did.
+BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("PUT", "/api/v1/organization/{org_id}/"): {"name": "Taken over", "currency": "EUR"},
+    ("PUT", "/api/v1/membership/{membership_id}/"): {
+        "role_id": "admin",
+        "track_email_opens": False,
+    },
+    ("PUT", "/api/v1/membership/{membership_id}/pinned_views/"): {"saved_view_ids": ["save_x"]},
+}
+
+
+def operations_with_ids(app: FastAPI) -> list[tuple[str, str, list[str]]]:
+    """(METHOD, path template, parameter names) of every API operation with path parameters."""
+    found = []
+    for path, operations in app.openapi()["paths"].items():
+        params = re.findall(r"{(\w+)(?::\w+)?}", path)
+        if path.startswith("/api/v1/") and params:
+            found += [(method.upper(), path, params) for method in operations]
+    return found
+
+
+def snapshot(session_factory: sessionmaker[Session], org: Org, user_ids: list[str]) -> Any:
+    """Every row that belongs to `org` (any table with organization_id), the org, its users."""
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    with session_factory() as session:
+        for table in Base.metadata.sorted_tables:
+            query = _owned_rows(table, org, user_ids)
+            if query is not None:
+                rows[table.name] = sorted(tuple(map(repr, r)) for r in session.execute(query))
+    return rows
+
+
+def _owned_rows(table: Table, org: Org, user_ids: list[str]) -> Any:
+    if "organization_id" in table.c:
+        return select(table).where(table.c.organization_id == org.id)
+    if table.name == "organization":
+        return select(table).where(table.c.id == org.id)
+    if table.name == "users":
+        return select(table).where(table.c.id.in_(user_ids))
+    return None
+
+
+@pytest.fixture
+def victim(other_org: Org, session_factory: sessionmaker[Session]) -> Victim:
+    return Victim(other_org, add_member(session_factory, other_org, "user"))
+
+
+def test_every_route_hides_other_organizations_objects(
+    client: TestClient,
+    app: FastAPI,
+    org: Org,
+    victim: Victim,
+    session_factory: sessionmaker[Session],
+) -> None:
+    user_ids = [victim.org.user_id, victim.member.user_id]
+    before = snapshot(session_factory, victim.org, user_ids)
+    operations = operations_with_ids(app)
+    assert len(operations) >= 8
+
+    unknown = sorted(
+        {p for _, _, params in operations for p in params} - set(OWNED_IDS) - GLOBAL_PARAMS
+    )
+    assert not unknown, (
+        f"path parameters {unknown} have no entry in OWNED_IDS of tests/test_tenancy.py: add one "
+        "that returns ids of the victim organization's objects (or list it in GLOBAL_PARAMS)"
+    )
+
+    checked = 0
+    for method, template, params in operations:
+        owned = [p for p in params if p in OWNED_IDS]
+        if not owned:
+            continue
+        for param in owned:
+            for foreign_id in OWNED_IDS[param](victim):
+                path = template
+                for name in params:
+                    value = foreign_id if name == param else _own_value(name, org)
+                    path = path.replace("{" + name + "}", value)
+                body = BODIES.get((method, template), {})
+                kwargs: dict[str, Any] = (
+                    {"json": body} if method in ("POST", "PUT", "PATCH") else {}
+                )
+                response = client.request(method, path, auth=org.auth, **kwargs)
+                where = f"{method} {template} with {param}={foreign_id[:12]}..."
+                assert response.status_code == 404, (where, response.status_code, response.text)
+                assert set(response.json()) == {"error"}, where
+                checked += 1
+    assert checked >= 10
+    assert snapshot(session_factory, victim.org, user_ids) == before
+
+
+def _own_value(name: str, org: Org) -> str:
+    """A value of the caller's own for the other parameters of a multi-parameter path."""
+    own = {"org_id": org.id, "user_id": org.user_id, "membership_id": org.membership_id}
+    return own.get(name, "admin")
+
+
+def test_bodies_listed_here_are_valid_for_the_callers_own_objects(
+    client: TestClient, org: Org, session_factory: sessionmaker[Session]
+) -> None:
+    """Keeps BODIES honest: on A's own objects they succeed, so B's 404s above mean something."""
+    own = add_member(session_factory, org, "user")
+    values = {"org_id": org.id, "membership_id": own.membership_id}
+    for (method, template), body in BODIES.items():
+        path = re.sub(r"{(\w+)}", lambda m: values[m.group(1)], template)
+        response = client.request(method, path, json=body, auth=org.auth)
+        assert response.status_code == 200, (method, template, response.text)
+
+
+def test_bulk_update_ignores_other_organizations_ids(
+    client: TestClient, org: Org, victim: Victim, session_factory: sessionmaker[Session]
+) -> None:
+    user_ids = [victim.org.user_id, victim.member.user_id]
+    before = snapshot(session_factory, victim.org, user_ids)
+    ids = f"{victim.org.membership_id},{victim.member.membership_id}"
+    response = client.put(
+        "/api/v1/membership/",
+        json={"_params": {"id__in": ids}, "role_id": "admin", "track_email_opens": False},
+        auth=org.auth,
+    )
+    assert response.status_code == 200
+    assert response.json() == {"count": 0}
+    assert snapshot(session_factory, victim.org, user_ids) == before
+
+
+def test_user_list_shows_only_the_callers_organization(
+    client: TestClient, org: Org, victim: Victim
+) -> None:
+    ids = {u["id"] for u in client.get("/api/v1/user/", auth=org.auth).json()["data"]}
+    assert ids == {org.user_id}
+    theirs = {u["id"] for u in client.get("/api/v1/user/", auth=victim.org.auth).json()["data"]}
+    assert theirs == {victim.org.user_id, victim.member.user_id}
+
+
+def test_api_key_list_shows_only_the_callers_organization(
+    client: TestClient, org: Org, victim: Victim
+) -> None:
+    keys = client.get("/api/v1/api_key/", auth=org.auth).json()["data"]
+    assert {k["organization_id"] for k in keys} == {org.id}
+    assert victim.member.key_id not in {k["id"] for k in keys}
+
+
+def test_user_in_two_organizations_sees_only_the_keys_organization(
+    client: TestClient, org: Org, victim: Victim, session_factory: sessionmaker[Session]
+) -> None:
+    # A's admin also joins B (a second membership of the same user).
+    with session_factory.begin() as session:
+        session.add(
+            Membership(
+                id=new_id("memb"),
+                organization_id=victim.org.id,
+                user_id=org.user_id,
+                role_id="user",
+            )
+        )
+
+    me = client.get("/api/v1/me/", auth=org.auth).json()
+    assert me["id"] == org.user_id
+    assert me["organizations"] != [] and [o["id"] for o in me["organizations"]] == [org.id]
+    assert [m["organization_id"] for m in me["memberships"]] == [org.id]
+    assert [m["id"] for m in me["memberships"]] == [org.membership_id]
+    assert victim.org.id not in str(me)
+    member_users = {m["user_id"] for m in me["organizations"][0]["memberships"]}
+    assert member_users == {org.user_id}
+
+    user = client.get(f"/api/v1/user/{org.user_id}/", auth=org.auth).json()
+    assert user["organizations"] == [org.id]
+    # Seen from B, the same user lists only B.
+    from_b = client.get(f"/api/v1/user/{org.user_id}/", auth=victim.org.auth).json()
+    assert from_b["organizations"] == [victim.org.id]
+    b_users = {u["id"] for u in client.get("/api/v1/user/", auth=victim.org.auth).json()["data"]}
+    assert org.user_id in b_users
+    a_users = {u["id"] for u in client.get("/api/v1/user/", auth=org.auth).json()["data"]}
+    assert victim.member.user_id not in a_users
