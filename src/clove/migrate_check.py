@@ -1,7 +1,8 @@
-"""`python -m clove.migrate_check`: fail when the models and the migrations disagree.
+"""`python -m clove.migrate_check [DATABASE_URL]`: fail when the models and the migrations disagree.
 
-Upgrades a throwaway SQLite database to head and compares it with the models
-(what `alembic check` does), so CI catches a model change without a migration.
+Upgrades a database to head (a throwaway SQLite file unless a URL of an empty database is
+given) and compares it with the models, as `alembic check` does, so CI catches a model
+change without a migration on both databases.
 """
 
 from __future__ import annotations
@@ -18,13 +19,22 @@ from clove.migrate import upgrade
 from clove.models import Base
 
 
-def main() -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = make_engine(f"sqlite:///{Path(tmp) / 'check.db'}")
+def differences(url: str) -> list[object]:
+    engine = make_engine(url)
+    try:
         upgrade(engine)
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            return list(compare_metadata(MigrationContext.configure(conn), Base.metadata))
+    finally:
         engine.dispose()
+
+
+def main() -> int:
+    if len(sys.argv) > 1:
+        diff = differences(sys.argv[1])
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            diff = differences(f"sqlite:///{Path(tmp) / 'check.db'}")
     if diff:
         print("The models and the migrations disagree; write a migration for:")
         for change in diff:

@@ -42,22 +42,33 @@ class TransactionRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
+            succeeded = False
             try:
                 response = await handler(request)
-                session: Session | None = request.state._state.get("db")
-                if session is not None:
-                    await run_in_threadpool(session.commit)
+                succeeded = True
                 return response
             finally:
-                session = request.state._state.pop("db", None)
+                session: Session | None = request.state._state.pop("db", None)
                 if session is not None:
-                    await run_in_threadpool(session.close)
+                    # One thread hop for the whole ending; commit only after a handler succeeded.
+                    await run_in_threadpool(_finish, session, succeeded)
 
         return route
 
 
-def get_db(request: Request) -> Session:
-    """The request's session, opened on first use and closed by TransactionRoute."""
+def _finish(session: Session, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+    finally:
+        session.close()
+
+
+# Both dependencies are `async` although they do no I/O: FastAPI would run a plain `def`
+# dependency in the thread pool, a thread hop per dependency per request.
+async def get_db(request: Request) -> Session:
+    """The request's session; no connection is taken until the first query. TransactionRoute
+    commits and closes it."""
     session: Session | None = request.state._state.get("db")
     if session is None:
         session = request.app.state.session_factory()
@@ -65,7 +76,7 @@ def get_db(request: Request) -> Session:
     return session
 
 
-def get_auth(request: Request) -> AuthContext:
+async def get_auth(request: Request) -> AuthContext:
     return request.state.auth  # set by the ApiEdge middleware for every /api/v1/ request
 
 

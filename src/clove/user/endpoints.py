@@ -26,11 +26,15 @@ def get_me(
 ) -> JSON:
     # Scoped to the organization of the credential: one organization's key
     # never reveals another organization, even the same user's.
-    user = db.get(User, ctx.user_id)
-    membership = db.get(Membership, ctx.membership_id)
-    org = db.get(Organization, ctx.organization_id)
-    if user is None or membership is None or org is None:
+    row = db.execute(
+        select(User, Membership, Organization)
+        .join(Membership, Membership.user_id == User.id)
+        .join(Organization, Organization.id == Membership.organization_id)
+        .where(Membership.id == ctx.membership_id)
+    ).first()
+    if row is None:
         raise object_not_found("User")
+    user, membership, org = row
     body = serialize_user(user, [org.id])
     body.update(
         organizations=[organization_body(db, org, expand_user=False)],
