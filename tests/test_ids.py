@@ -16,8 +16,7 @@ def test_all_62_characters_occur_evenly() -> None:
     counts = Counter("".join(random_base62(43) for _ in range(5000)))
     assert set(counts) == set(ALPHABET)
     expected = 5000 * 43 / 62
-    # A biased mapping (e.g. b % 62 over all 256 byte values) skews the first eight
-    # characters by about 3%; a uniform one stays well within 10% here.
+    # Catches a gross skew (a character never drawn, or one drawn twice as often).
     assert all(abs(n - expected) < expected * 0.1 for n in counts.values())
 
 
