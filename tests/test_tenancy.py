@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
 from clove.kit.ids import new_id
-from clove.models import Base, Membership
+from clove.models import Base, LeadStatus, Membership
 from tests.conftest import Org
 from tests.test_membership import Member, add_member
 
@@ -30,6 +30,7 @@ class Victim:
 
     org: Org
     member: Member
+    owned: dict[str, list[str]]  # ids of B's rows, by path parameter name
 
 
 # For each path parameter: the ids of B's objects to try. A missing entry fails the test below.
@@ -38,7 +39,11 @@ OWNED_IDS: dict[str, Callable[[Victim], list[str]]] = {
     "user_id": lambda b: [b.org.user_id, b.member.user_id],
     "membership_id": lambda b: [b.org.membership_id, b.member.membership_id],
     "key_or_id": lambda b: [b.member.key_id, b.member.key],  # by id and by the secret itself
+    "status_id": lambda b: b.owned["status_id"],
 }
+
+# Path parameters naming rows of one table: the victim's rows are read from there.
+PARAM_TABLES: dict[str, type[Any]] = {"status_id": LeadStatus}
 
 # Path parameters that do not name an organization's object (built-in, shared by everyone).
 GLOBAL_PARAMS = {"role_id"}
@@ -87,7 +92,16 @@ def _owned_rows(table: Table, org: Org, user_ids: list[str]) -> Any:
 
 @pytest.fixture
 def victim(other_org: Org, session_factory: sessionmaker[Session]) -> Victim:
-    return Victim(other_org, add_member(session_factory, other_org, "user"))
+    member = add_member(session_factory, other_org, "user")
+    with session_factory() as session:
+        owned = {
+            param: list(
+                session.scalars(select(model.id).where(model.organization_id == other_org.id))
+            )
+            for param, model in PARAM_TABLES.items()
+        }
+    assert all(owned.values()), f"organization B needs at least one of each: {owned}"
+    return Victim(other_org, member, owned)
 
 
 def test_every_route_hides_other_organizations_objects(

@@ -17,6 +17,7 @@ from clove.config import Settings, get_settings
 from clove.db import make_engine, make_session_factory
 from clove.errors import APIError, MethodNotAllowed, NotFound, ValidationFailed
 from clove.kit.http import error_response
+from clove.lead_status.endpoints import router as lead_status_router
 from clove.membership.endpoints import router as membership_router
 from clove.middleware import ApiEdge
 from clove.organization.endpoints import router as organization_router
@@ -32,6 +33,7 @@ API_ROUTERS = [
     membership_router,
     role_router,
     api_key_router,
+    lead_status_router,
 ]
 
 

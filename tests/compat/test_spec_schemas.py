@@ -89,6 +89,7 @@ ROLE = {
     "visibility_user_lcf_ids",
 }
 ENVELOPE = {"data", "has_more"}
+STATUS = {"id", "label"}
 
 # (selector, field names): "" is the body, "x[]" every item of the list under "x".
 Documented = list[tuple[str, set[str]]]
@@ -105,6 +106,10 @@ DOCUMENTED: dict[tuple[str, str], Documented] = {
     ("PUT", "/membership/{}/pinned_views/"): [("", {"saved_view_ids"})],
     ("GET", "/role/"): [("", ENVELOPE), ("data[]", ROLE)],
     ("GET", "/role/{}/"): [("", ROLE)],
+    ("GET", "/status/lead/"): [("", ENVELOPE), ("data[]", STATUS)],
+    ("POST", "/status/lead/"): [("", STATUS)],
+    ("PUT", "/status/lead/{}/"): [("", STATUS)],
+    ("DELETE", "/status/lead/{}/"): [("", set())],
 }
 
 
@@ -130,16 +135,21 @@ def samples(org: Org) -> dict[tuple[str, str], Sample]:
         ),
         ("PUT", "/membership/{}/"): Sample({"track_email_opens": False}),
         ("PUT", "/membership/{}/pinned_views/"): Sample({"saved_view_ids": ["save_a", "save_b"]}),
+        ("POST", "/status/lead/"): Sample({"label": f"Status {secrets.token_hex(3)}"}),
+        ("PUT", "/status/lead/{}/"): Sample({"label": f"Renamed {secrets.token_hex(3)}"}),
+        ("DELETE", "/status/lead/{}/"): Sample({}),
     }
 
 
-def ids(org: Org) -> dict[str, str]:
+def ids(org: Org, client: TestClient) -> dict[str, str]:
     """A real id for a path parameter, by the resource (first path segment)."""
+    statuses = client.get("/api/v1/status/lead/", auth=org.auth).json()["data"]
     return {
         "organization": org.id,
         "user": org.user_id,
         "membership": org.membership_id,
         "role": "admin",
+        "status": statuses[0]["id"],
     }
 
 
@@ -237,7 +247,7 @@ def test_response_matches_close(
     sample = samples(org).get(op.key, Sample())
     if op.method != "GET" and sample.json is None:
         pytest.fail(f"no sample request for {op.method} {op.path}: add one to samples()")
-    known = ids(org)
+    known = ids(org, client)
     resource = op.path.strip("/").split("/")[0]
     if "{" in op.path and resource not in known:
         pytest.fail(f"no real id for {op.path}: add one to ids()")

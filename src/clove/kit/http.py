@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from clove.auth.service import AuthContext
 from clove.errors import APIError, BadRequest
+from clove.event.service import Actor
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 100
@@ -78,6 +79,16 @@ async def get_db(request: Request) -> Session:
 
 async def get_auth(request: Request) -> AuthContext:
     return request.state.auth  # set by the ApiEdge middleware for every /api/v1/ request
+
+
+async def get_actor(request: Request) -> Actor:
+    """The caller and this request's id, method and path, for the events a change records."""
+    return Actor(
+        request.state.auth,
+        request.state._state.get("request_id"),
+        request.method,
+        request.url.path,
+    )
 
 
 def respond(body: Any, request: Request | None = None, status_code: int = 200) -> JSON:

@@ -2,11 +2,31 @@
 
 from clove.models.auth import ApiKey, OAuthApp, OAuthCode, OAuthToken
 from clove.models.base import Base
+from clove.models.crm import (
+    Contact,
+    ContactEmail,
+    ContactPhone,
+    ContactUrl,
+    Lead,
+    LeadAddress,
+    LeadStatus,
+)
+from clove.models.custom_field import CustomField
+from clove.models.event import Event
 from clove.models.organization import Membership, Organization, User
 
 __all__ = [
     "ApiKey",
     "Base",
+    "Contact",
+    "ContactEmail",
+    "ContactPhone",
+    "ContactUrl",
+    "CustomField",
+    "Event",
+    "Lead",
+    "LeadAddress",
+    "LeadStatus",
     "Membership",
     "OAuthApp",
     "OAuthCode",

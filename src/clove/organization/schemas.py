@@ -15,7 +15,10 @@ CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CAD": "
 
 
 def serialize_organization(
-    org: Organization, memberships: list[dict[str, Any]], inactive: list[dict[str, Any]]
+    org: Organization,
+    memberships: list[dict[str, Any]],
+    inactive: list[dict[str, Any]],
+    lead_statuses: list[dict[str, Any]],
 ) -> dict[str, Any]:
     return {
         "id": org.id,
@@ -29,9 +32,8 @@ def serialize_organization(
         "plan_type": "self_hosted",
         "enable_unsubscribe_link": org.enable_unsubscribe_link,
         "require_unsubscribe_link": org.require_unsubscribe_link,
-        # Filled by the CRM-core and sequence issues when those tables exist.
-        "lead_statuses": [],
-        "pipelines": [],
+        "lead_statuses": lead_statuses,
+        "pipelines": [],  # opportunities and pipelines are not implemented yet
         "memberships": memberships,
         "inactive_memberships": inactive,
     }

@@ -12,6 +12,8 @@ from clove.auth.service import AuthContext
 from clove.errors import Forbidden, object_not_found
 from clove.kit.dates import utcnow
 from clove.kit.ids import new_id
+from clove.lead_status.schemas import serialize_status
+from clove.lead_status.service import create_default_statuses, list_statuses
 from clove.membership.schemas import serialize_org_membership
 from clove.models import ApiKey, Membership, Organization, User
 from clove.organization.schemas import OrganizationUpdate, serialize_organization
@@ -45,6 +47,7 @@ def create_organization(
     session.add(
         Membership(id=new_id("memb"), organization_id=org.id, user_id=user.id, role_id="admin")
     )
+    create_default_statuses(session, org.id)
     key, secret = create_api_key(session, org.id, user.id, name="Created by clove init")
     return org, user, key, secret
 
@@ -62,7 +65,8 @@ def organization_body(session: Session, org: Organization, *, expand_user: bool)
     inactive = [
         serialize_org_membership(m, u, expand_user=expand_user) for m, u in rows if not m.is_active
     ]
-    return serialize_organization(org, active, inactive)
+    statuses = [serialize_status(s) for s in list_statuses(session, org.id)]
+    return serialize_organization(org, active, inactive, statuses)
 
 
 def get_organization(session: Session, ctx: AuthContext, org_id: str) -> Organization:
