@@ -14,9 +14,13 @@ from starlette.responses import Response
 from clove.api_key.endpoints import router as api_key_router
 from clove.auth.service import Authenticator
 from clove.config import Settings, get_settings
+from clove.contact.endpoints import router as contact_router
+from clove.custom_field.endpoints import router as custom_field_router
 from clove.db import make_engine, make_session_factory
 from clove.errors import APIError, MethodNotAllowed, NotFound, ValidationFailed
+from clove.event.endpoints import router as event_router
 from clove.kit.http import error_response
+from clove.lead.endpoints import router as lead_router
 from clove.lead_status.endpoints import router as lead_status_router
 from clove.membership.endpoints import router as membership_router
 from clove.middleware import ApiEdge
@@ -34,6 +38,10 @@ API_ROUTERS = [
     role_router,
     api_key_router,
     lead_status_router,
+    custom_field_router,
+    lead_router,
+    contact_router,
+    event_router,
 ]
 
 

@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from clove.kit.http import TransactionRoute
+
+router = APIRouter(route_class=TransactionRoute)
