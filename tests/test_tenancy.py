@@ -18,8 +18,10 @@ from sqlalchemy import Table, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
+from clove.auth.service import AuthContext
+from clove.event.service import Actor, record_event
 from clove.kit.ids import new_id
-from clove.models import Base, LeadStatus, Membership
+from clove.models import Base, Contact, CustomField, Event, Lead, LeadStatus, Membership
 from tests.conftest import Org
 from tests.test_membership import Member, add_member
 
@@ -40,13 +42,23 @@ OWNED_IDS: dict[str, Callable[[Victim], list[str]]] = {
     "membership_id": lambda b: [b.org.membership_id, b.member.membership_id],
     "key_or_id": lambda b: [b.member.key_id, b.member.key],  # by id and by the secret itself
     "status_id": lambda b: b.owned["status_id"],
+    "event_id": lambda b: b.owned["event_id"],
+    "field_id": lambda b: b.owned["field_id"],
+    "lead_id": lambda b: b.owned["lead_id"],
+    "contact_id": lambda b: b.owned["contact_id"],
 }
 
 # Path parameters naming rows of one table: the victim's rows are read from there.
-PARAM_TABLES: dict[str, type[Any]] = {"status_id": LeadStatus}
+PARAM_TABLES: dict[str, type[Any]] = {
+    "status_id": LeadStatus,
+    "event_id": Event,
+    "field_id": CustomField,
+    "lead_id": Lead,
+    "contact_id": Contact,
+}
 
 # Path parameters that do not name an organization's object (built-in, shared by everyone).
-GLOBAL_PARAMS = {"role_id"}
+GLOBAL_PARAMS = {"role_id", "object_type"}
 
 # Bodies that pass validation (so the request reaches the lookup) and would change B if it did.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -93,6 +105,38 @@ def _owned_rows(table: Table, org: Org, user_ids: list[str]) -> Any:
 @pytest.fixture
 def victim(other_org: Org, session_factory: sessionmaker[Session]) -> Victim:
     member = add_member(session_factory, other_org, "user")
+    with session_factory.begin() as session:
+        actor = Actor(
+            AuthContext(other_org.id, other_org.user_id, other_org.membership_id, "admin")
+        )
+        status_id = session.scalar(
+            select(LeadStatus.id).where(LeadStatus.organization_id == other_org.id)
+        )
+        lead = Lead(
+            id=new_id("lead"), organization_id=other_org.id, name="Theirs", status_id=status_id
+        )
+        session.add(lead)
+        session.flush()
+        session.add(Contact(id=new_id("cont"), organization_id=other_org.id, lead_id=lead.id))
+        for object_type in ("lead", "contact"):
+            session.add(
+                CustomField(
+                    id=new_id("cf"),
+                    organization_id=other_org.id,
+                    object_type=object_type,
+                    name="Theirs",
+                    type="text",
+                )
+            )
+        record_event(
+            session,
+            actor,
+            object_type="status.lead",
+            action="created",
+            object_id=None,
+            lead_id=None,
+            data={},
+        )
     with session_factory() as session:
         owned = {
             param: list(

@@ -40,9 +40,20 @@ from starlette.testclient import TestClient
 import clove.app
 from clove import compat
 from clove.api_key.service import create_api_key
-from clove.auth.service import hash_secret
+from clove.auth.service import AuthContext, hash_secret
+from clove.event.service import Actor, record_event
 from clove.kit.dates import utcnow
-from clove.models import ApiKey, Membership, OAuthToken, Organization
+from clove.kit.ids import new_id
+from clove.models import (
+    ApiKey,
+    Contact,
+    CustomField,
+    Lead,
+    LeadStatus,
+    Membership,
+    OAuthToken,
+    Organization,
+)
 from clove.oauth.service import register_app
 from tests.conftest import SPEC, Org
 
@@ -181,13 +192,50 @@ def real_ids(session_factory: sessionmaker[Session], org: Org) -> dict[str, str]
     with session_factory.begin() as session:
         spare, _secret = create_api_key(session, org.id, org.user_id, "spare, for the fuzzer")
         spare_id = spare.id
+        actor = Actor(AuthContext(org.id, org.user_id, org.membership_id, "admin"))
+        event = record_event(
+            session,
+            actor,
+            object_type="status.lead",
+            action="created",
+            object_id=None,
+            lead_id=None,
+            data={},
+        )
+        status_id = session.scalar(
+            select(LeadStatus.id).where(LeadStatus.organization_id == org.id)
+        )
+        lead = Lead(id=new_id("lead"), organization_id=org.id, name="Fuzzed", status_id=status_id)
+        contact = Contact(id=new_id("cont"), organization_id=org.id, lead_id=lead.id)
+        fields = {
+            t: CustomField(
+                id=new_id("cf"), organization_id=org.id, object_type=t, name="Fuzzed", type="text"
+            )
+            for t in ("lead", "contact")
+        }
+        session.add_all([lead, *fields.values()])
+        session.flush()
+        session.add(contact)
     return {
         "organization": org.id,
         "user": org.user_id,
         "membership": org.membership_id,
         "role": "admin",
         "api_key": spare_id,
+        "status": status_id,
+        "event": event.id,
+        "lead": lead.id,
+        "contact": contact.id,
+        "custom_field/lead": fields["lead"].id,
+        "custom_field/contact": fields["contact"].id,
+        "custom_field_schema": "lead",
     }
+
+
+def resource_of(path: str) -> str:
+    """What a path's id names: the first segment, or two for `/custom_field/<type>/`."""
+    segments = path.strip("/").split("/")
+    return "/".join(segments[:2]) if segments[0] == "custom_field" else segments[0]
 
 
 def seed_bodies(org: Org) -> dict[tuple[str, str], Any]:
@@ -202,6 +250,14 @@ def seed_bodies(org: Org) -> dict[tuple[str, str], Any]:
         ("PUT", "/membership/{}/"): {"auto_record_calls": "enabled"},
         ("PUT", "/membership/{}/pinned_views/"): {"saved_view_ids": ["save_x", "save_y"]},
         ("POST", "/api_key/"): {"name": "seeded"},
+        ("POST", "/custom_field/lead/"): {"name": "Seeded", "type": "text"},
+        ("POST", "/custom_field/contact/"): {"name": "Seeded", "type": "text"},
+        ("PUT", "/custom_field/lead/{}/"): {"name": "Renamed by the fuzzer"},
+        ("PUT", "/custom_field/contact/{}/"): {"name": "Renamed by the fuzzer"},
+        ("PUT", "/custom_field_schema/{}/"): {"fields": []},
+        ("POST", "/lead/"): {"name": "Seeded", "contacts": [{"name": "Ann"}]},
+        ("PUT", "/lead/{}/"): {"description": "Fuzzed"},
+        ("PUT", "/contact/{}/"): {"title": "Fuzzed"},
     }
 
 
@@ -227,7 +283,7 @@ def fuzz(
     status codes seen (so that a test can tell it reached real objects)."""
     method = operation.method.upper()
     key = (method, compat.normalize_path(resource_path))
-    resource = resource_path.strip("/").split("/")[0]
+    resource = resource_of(resource_path)
     ids = real_ids(session_factory, org)
     names = re.findall(r"\{([^}]+)\}", operation.path)
     real = {name: ids[resource] for name in names} if names and resource in ids else {}

@@ -108,8 +108,10 @@ def parse_fields(request: Request) -> list[str] | None:
 
 
 def apply_fields(body: Any, fields: list[str]) -> Any:
-    """Keep only `fields` of an object, or of each object under a list envelope's `data`."""
-    if isinstance(body, dict) and isinstance(body.get("data"), list) and "has_more" in body:
+    """Keep only `fields` of an object, or of each object under a list envelope's `data`
+    (offset-paged `has_more` or cursor-paged `cursor_next`)."""
+    envelope = isinstance(body, dict) and ("has_more" in body or "cursor_next" in body)
+    if envelope and isinstance(body.get("data"), list):
         return {**body, "data": [_pick(item, fields) for item in body["data"]]}
     return _pick(body, fields)
 

@@ -23,7 +23,7 @@ class Body(BaseModel):
     @field_validator("*", mode="after")
     @classmethod
     def _clean_text(cls, value: Any) -> Any:
-        problem = _text_problem(value)
+        problem = text_problem(value)
         if problem:
             raise ValueError(problem)
         return value
@@ -32,7 +32,7 @@ class Body(BaseModel):
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _text_problem(value: Any) -> str | None:
+def text_problem(value: Any) -> str | None:
     """Why some string inside `value` cannot be stored, or None."""
     if isinstance(value, str):
         if "\x00" in value:
@@ -43,7 +43,7 @@ def _text_problem(value: Any) -> str | None:
     if isinstance(value, dict):
         value = [*value.keys(), *value.values()]
     if isinstance(value, list | tuple):
-        return next((p for p in map(_text_problem, value) if p), None)
+        return next((p for p in map(text_problem, value) if p), None)
     return None
 
 
@@ -63,3 +63,6 @@ class PatchBody(Body):
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True)
+
+
+_text_problem = text_problem  # TEMP alias while contact/schemas.py moves to the public name
