@@ -142,7 +142,8 @@ def check_response(case: Any, response: Any) -> None:
     if 400 <= status < 500:
         problem = error_shape_problem(response)
         assert problem is None, f"{problem}\n{describe(case, response)}"
-    case.validate_response(response, checks=(response_schema_conformance,))
+    if "_fields" not in (case.query or {}):  # Close narrows objects to the fields asked for
+        case.validate_response(response, checks=(response_schema_conformance,))
 
 
 def snapshot(session_factory: sessionmaker[Session], org_id: str) -> dict[str, Any]:

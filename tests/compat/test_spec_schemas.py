@@ -145,6 +145,9 @@ DOCUMENTED: dict[tuple[str, str], Documented] = {
     ("POST", "/status/lead/"): [("", STATUS)],
     ("PUT", "/status/lead/{}/"): [("", STATUS)],
     ("DELETE", "/status/lead/{}/"): [("", set())],
+    ("POST", "/lead/merge/"): [("", set())],
+    ("DELETE", "/lead/{}/"): [("", set())],
+    ("DELETE", "/contact/{}/"): [("", set())],
     **{
         (method, path): [("", CUSTOM_FIELD)]
         for t in ("lead", "contact")
@@ -174,9 +177,36 @@ class Sample:
     oauth: bool = False  # the operation is for OAuth apps only
 
 
-def samples(org: Org) -> dict[tuple[str, str], Sample]:
+def samples(org: Org, known: dict[str, str]) -> dict[tuple[str, str], Sample]:
     """Request bodies for operations that need one (GETs without a body need no entry)."""
     return {
+        ("POST", "/lead/"): Sample(
+            {
+                "name": "Bluth Company",
+                "status": "Qualified",
+                "contacts": [
+                    {
+                        "name": "Gob",
+                        "emails": [{"email": "gob@example.com", "type": "office"}],
+                        "phones": [{"phone": "8004445555", "type": "office"}],
+                        "urls": [{"url": "https://example.com/gob", "type": "url"}],
+                    }
+                ],
+                "addresses": [{"label": "business", "city": "San Francisco", "country": "US"}],
+            }
+        ),
+        ("PUT", "/lead/{}/"): Sample({"description": "Banana stand", "status": "Customer"}),
+        ("DELETE", "/lead/{}/"): Sample({}),
+        ("POST", "/lead/merge/"): Sample(
+            {"source": known["merge_source"], "destination": known["lead"]}
+        ),
+        ("POST", "/contact/"): Sample(
+            {"lead_id": known["lead"], "name": "Lucille", "phones": [{"phone": "+14155552671"}]}
+        ),
+        ("PUT", "/contact/{}/"): Sample(
+            {"title": "Matriarch", "emails": [{"email": "lucille@example.com"}]}
+        ),
+        ("DELETE", "/contact/{}/"): Sample({}),
         ("PUT", "/organization/{}/"): Sample({"name": "Renamed by the schema test"}),
         ("POST", "/membership/"): Sample(
             {"email": f"invited-{secrets.token_hex(4)}@example.com", "role_id": "user"},
@@ -223,7 +253,14 @@ def ids(org: Org, client: TestClient) -> dict[str, str]:
         ).json()["id"]
         for t in ("lead", "contact")
     }
+    # Not the first status: the DELETE /status/lead/{id}/ sample deletes that one.
+    lead_body = {"name": "Sample", "status_id": statuses[-1]["id"], "contacts": [{"name": "Ann"}]}
+    lead = client.post("/api/v1/lead/", json=lead_body, auth=org.auth).json()
+    source = client.post("/api/v1/lead/", json=lead_body, auth=org.auth).json()
     return {
+        "lead": lead["id"],
+        "contact": lead["contact_ids"][0],
+        "merge_source": source["id"],
         "organization": org.id,
         "user": org.user_id,
         "membership": org.membership_id,
@@ -334,10 +371,10 @@ def test_response_matches_close(
     org: Org,
     session_factory: sessionmaker[Session],
 ) -> None:
-    sample = samples(org).get(op.key, Sample())
+    known = ids(org, client)
+    sample = samples(org, known).get(op.key, Sample())
     if op.method != "GET" and sample.json is None:
         pytest.fail(f"no sample request for {op.method} {op.path}: add one to samples()")
-    known = ids(org, client)
     resource = resource_of(op.path)
     if "{" in op.path and resource not in known:
         pytest.fail(f"no real id for {op.path}: add one to ids()")
