@@ -8,7 +8,16 @@ from sqlalchemy.orm import Session
 from clove.api_key import service
 from clove.api_key.schemas import ApiKeyCreate
 from clove.auth.service import AuthContext
-from clove.kit.http import JSON, TransactionRoute, get_auth, get_db, page, page_params, respond
+from clove.kit.http import (
+    JSON,
+    TransactionRoute,
+    after_commit,
+    get_auth,
+    get_db,
+    page,
+    page_params,
+    respond,
+)
 from clove.models import ApiKey
 
 router = APIRouter(route_class=TransactionRoute)
@@ -53,5 +62,7 @@ def revoke_api_key(
     ctx: AuthContext = Depends(get_auth),
 ) -> JSON:
     service.revoke(service.find_key(db, ctx, key_or_id))
-    request.app.state.authenticator.forget()  # this process stops trusting it at once
+    after_commit(
+        db, request.app.state.authenticator.forget
+    )  # this process stops trusting it at once
     return respond({})

@@ -62,6 +62,8 @@ class Authenticator:
         self._cache_seconds = cache_seconds
         self._cache: dict[tuple[str, str], tuple[float, AuthContext | None]] = {}
         self._lock = threading.Lock()
+        # Bumped by forget(): a lookup that started before it must not cache what it read.
+        self._generation = 0
 
     def cached(self, credential: tuple[str, str]) -> tuple[bool, AuthContext | None]:
         """(hit, context) without touching the database."""
@@ -75,19 +77,24 @@ class Authenticator:
         if hit:
             return ctx
         kind, secret = credential
+        generation = self._generation
         with self._session_factory() as session:
             ctx = (
                 lookup_api_key(session, secret) if kind == "key" else lookup_token(session, secret)
             )
         if self._cache_seconds > 0:
             with self._lock:
+                if generation != self._generation:
+                    return ctx
                 if len(self._cache) > 10_000:
                     self._cache.clear()
                 self._cache[credential] = (time.monotonic() + self._cache_seconds, ctx)
         return ctx
 
     def forget(self) -> None:
+        """Drops every cached credential (call after committing a change to credentials)."""
         with self._lock:
+            self._generation += 1
             self._cache.clear()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
@@ -36,8 +38,15 @@ class TransactionRoute(APIRoute):
     """The route owns the transaction: commit after the handler, before the response goes out.
 
     Services only flush. A failed commit therefore becomes an error response, never a 2xx
-    followed by a lost write; any exception rolls everything back.
+    followed by a lost write; any exception rolls everything back. For plain `def` endpoints
+    the commit and close run in the endpoint's own worker thread, so that a request never
+    waits for a second thread while holding a database connection.
     """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if not inspect.iscoroutinefunction(endpoint):
+            endpoint = _finishing(endpoint)
+        super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -50,19 +59,48 @@ class TransactionRoute(APIRoute):
                 return response
             finally:
                 session: Session | None = request.state._state.pop("db", None)
-                if session is not None:
-                    # One thread hop for the whole ending; commit only after a handler succeeded.
-                    await run_in_threadpool(_finish, session, succeeded)
+                if session is not None and not session.info.get("finished"):
+                    # Only sessions that a sync endpoint did not finish (errors before it ran).
+                    await run_in_threadpool(finish, session, succeeded)
 
         return route
 
 
-def _finish(session: Session, commit: bool) -> None:
+def _finishing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """Wraps a sync endpoint so that its sessions are committed (or rolled back) and closed in
+    the same thread call. `functools.wraps` keeps the signature FastAPI reads dependencies from."""
+
+    @functools.wraps(endpoint)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        sessions = [v for v in kwargs.values() if isinstance(v, Session)]
+        succeeded = False
+        try:
+            result = endpoint(*args, **kwargs)
+            succeeded = True
+            return result
+        finally:
+            for session in sessions:
+                finish(session, succeeded)
+
+    return run
+
+
+def finish(session: Session, commit: bool) -> None:
+    """Commits (or rolls back) and closes; after a commit, runs the `after_commit` callbacks."""
+    session.info["finished"] = True
     try:
         if commit:
             session.commit()
+            for callback in session.info.pop("after_commit", []):
+                callback()
     finally:
         session.close()
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Runs `callback` once the request's transaction has committed (e.g. dropping caches:
+    done earlier, a concurrent request could cache the old state again)."""
+    session.info.setdefault("after_commit", []).append(callback)
 
 
 # Both dependencies are `async` although they do no I/O: FastAPI would run a plain `def`

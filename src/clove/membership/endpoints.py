@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session
 
 from clove.auth.service import AuthContext
-from clove.kit.http import JSON, TransactionRoute, get_auth, get_db, respond
+from clove.kit.http import JSON, TransactionRoute, after_commit, get_auth, get_db, respond
 from clove.membership import service
 from clove.membership.schemas import (
     MembershipBulkUpdate,
@@ -37,7 +37,8 @@ def bulk_update_memberships(
     memberships = service.memberships_by_ids(db, ctx, body.params.ids())
     changes = MembershipUpdate(**{k: v for k, v in body.changes().items() if k != "params"})
     service.update_memberships(db, ctx, memberships, changes)
-    request.app.state.authenticator.forget()  # roles are cached with credentials
+    # Roles are cached with credentials.
+    after_commit(db, request.app.state.authenticator.forget)
     return respond({"count": len(memberships)})
 
 
@@ -51,7 +52,8 @@ def update_membership(
 ) -> JSON:
     membership = service.get_membership(db, ctx, membership_id)
     service.update_memberships(db, ctx, [membership], body)
-    request.app.state.authenticator.forget()  # roles are cached with credentials
+    # Roles are cached with credentials.
+    after_commit(db, request.app.state.authenticator.forget)
     return respond(serialize_membership(membership), request)
 
 
@@ -63,7 +65,9 @@ def deactivate_membership(
     ctx: AuthContext = Depends(get_auth),
 ) -> JSON:
     service.deactivate(db, ctx, service.get_membership(db, ctx, membership_id))
-    request.app.state.authenticator.forget()  # the member's keys stop working at once here
+    after_commit(
+        db, request.app.state.authenticator.forget
+    )  # the member's keys stop working at once here
     return respond({})
 
 

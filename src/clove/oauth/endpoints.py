@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from starlette.responses import RedirectResponse, Response
 
 from clove.auth.service import lookup_api_key
-from clove.kit.http import JSON, TransactionRoute, error_response, get_db
+from clove.kit.http import JSON, TransactionRoute, after_commit, error_response, get_db
 from clove.models import OAuthApp
 from clove.oauth import pages, service
 from clove.oauth.schemas import AuthorizeDecision, AuthorizeRequest, serialize_token
@@ -167,7 +167,9 @@ def token(
         issued = service.refresh(
             db, app, params.get("refresh_token", ""), params.get("scope", ""), lifetime
         )
-        request.app.state.authenticator.forget()  # the old access token stops working at once
+        after_commit(
+            db, request.app.state.authenticator.forget
+        )  # the old access token stops working at once
     elif not grant_type:
         raise invalid_request("grant_type is required.")
     else:
@@ -183,7 +185,9 @@ def revoke(
 ) -> JSON:
     app = _client(request, params, db)
     service.revoke(db, app, params.get("token", ""))
-    request.app.state.authenticator.forget()  # this process stops trusting it at once
+    after_commit(
+        db, request.app.state.authenticator.forget
+    )  # this process stops trusting it at once
     return JSON({})
 
 
