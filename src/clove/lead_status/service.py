@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from clove.errors import BadRequest, field_error, object_not_found
@@ -26,14 +26,15 @@ def create_default_statuses(session: Session, organization_id: str) -> list[Lead
     return statuses
 
 
+STATUSES = (
+    select(LeadStatus)
+    .where(LeadStatus.organization_id == bindparam("org_id"))
+    .order_by(LeadStatus.position, LeadStatus.date_created, LeadStatus.id)
+)
+
+
 def list_statuses(session: Session, organization_id: str) -> list[LeadStatus]:
-    return list(
-        session.scalars(
-            select(LeadStatus)
-            .where(LeadStatus.organization_id == organization_id)
-            .order_by(LeadStatus.position, LeadStatus.date_created, LeadStatus.id)
-        )
-    )
+    return list(session.scalars(STATUSES, {"org_id": organization_id}))
 
 
 def get_status(session: Session, organization_id: str, status_id: str) -> LeadStatus:
