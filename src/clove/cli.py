@@ -1,4 +1,4 @@
-"""The `clove` command: init, serve, db upgrade, apikey create, oauth-app create."""
+"""The `clove` command: init, serve, seed, db upgrade, apikey create, oauth-app create."""
 
 from __future__ import annotations
 
