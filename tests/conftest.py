@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
 from clove.app import create_app
+from clove.auth.service import hash_secret
 from clove.config import Settings
 from clove.db import make_engine, make_session_factory, normalize_url
+from clove.kit.dates import utcnow
 from clove.migrate import upgrade
+from clove.models import OAuthToken
+from clove.oauth.service import register_app
 from clove.organization.service import create_organization
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "close-api" / "close-openapi.yml"
@@ -123,6 +128,27 @@ def org(session_factory: sessionmaker[Session]) -> Org:
 @pytest.fixture
 def other_org(session_factory: sessionmaker[Session]) -> Org:
     return new_org(session_factory, "Org B")
+
+
+def bearer_token(session_factory: sessionmaker[Session], org: Org) -> str:
+    """An OAuth access token of the org's admin, as if /oauth2/token/ had issued it."""
+    token = "tok_" + secrets.token_urlsafe(24)
+    with session_factory.begin() as session:
+        client_id, _secret = register_app(session, "Test app", ["https://example.com/cb"])
+        session.add(
+            OAuthToken(
+                access_hash=hash_secret(token),
+                refresh_hash=None,
+                client_id=client_id,
+                organization_id=org.id,
+                user_id=org.user_id,
+                scope="all.full_access",
+                expires_at=utcnow() + timedelta(hours=1),
+                revoked=False,
+                date_created=utcnow(),
+            )
+        )
+    return token
 
 
 def free_port() -> int:

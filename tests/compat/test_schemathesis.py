@@ -16,10 +16,8 @@ import base64
 import copy
 import json
 import re
-import secrets
 import sys
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -40,9 +38,8 @@ from starlette.testclient import TestClient
 import clove.app
 from clove import compat
 from clove.api_key.service import create_api_key
-from clove.auth.service import AuthContext, hash_secret
+from clove.auth.service import AuthContext
 from clove.event.service import Actor, record_event
-from clove.kit.dates import utcnow
 from clove.kit.ids import new_id
 from clove.models import (
     ApiKey,
@@ -51,11 +48,9 @@ from clove.models import (
     Lead,
     LeadStatus,
     Membership,
-    OAuthToken,
     Organization,
 )
-from clove.oauth.service import register_app
-from tests.conftest import SPEC, Org
+from tests.conftest import SPEC, Org, bearer_token
 
 NO_SPEC = f"Close's OpenAPI spec is not at {SPEC} (set CLOVE_CLOSE_SPEC to its path)"
 EXAMPLES = 25  # per operation; the whole module stays well under a minute
@@ -165,26 +160,6 @@ def snapshot(session_factory: sessionmaker[Session], org_id: str) -> dict[str, A
 
 
 # -- the fuzzing loop --------------------------------------------------------------------------
-
-
-def bearer_token(session_factory: sessionmaker[Session], org: Org) -> str:
-    token = "tok_" + secrets.token_urlsafe(24)
-    with session_factory.begin() as session:
-        client_id, _ = register_app(session, "Fuzzer", ["https://example.com/cb"])
-        session.add(
-            OAuthToken(
-                access_hash=hash_secret(token),
-                refresh_hash=None,
-                client_id=client_id,
-                organization_id=org.id,
-                user_id=org.user_id,
-                scope="all.full_access",
-                expires_at=utcnow() + timedelta(hours=1),
-                revoked=False,
-                date_created=utcnow(),
-            )
-        )
-    return token
 
 
 def real_ids(session_factory: sessionmaker[Session], org: Org) -> dict[str, str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,11 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
 from clove import compat
-from clove.auth.service import hash_secret
-from clove.kit.dates import utcnow
-from clove.models import OAuthToken
-from clove.oauth.service import register_app
-from tests.conftest import SPEC, Org
+from tests.conftest import SPEC, Org, bearer_token
 
 NO_SPEC = f"Close's OpenAPI spec is not at {SPEC} (set CLOVE_CLOSE_SPEC to its path)"
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$")
@@ -291,27 +286,6 @@ def spec() -> dict[str, Any]:
     if not SPEC.is_file():
         pytest.skip(NO_SPEC)
     return compat.load_spec(SPEC)
-
-
-def bearer_token(session_factory: sessionmaker[Session], org: Org) -> str:
-    """An OAuth access token of the org's admin, as if issued by /oauth2/token/."""
-    token = "tok_" + secrets.token_urlsafe(24)
-    with session_factory.begin() as session:
-        client_id, _secret = register_app(session, "Schema test", ["https://example.com/cb"])
-        session.add(
-            OAuthToken(
-                access_hash=hash_secret(token),
-                refresh_hash=None,
-                client_id=client_id,
-                organization_id=org.id,
-                user_id=org.user_id,
-                scope="all.full_access",
-                expires_at=utcnow() + timedelta(hours=1),
-                revoked=False,
-                date_created=utcnow(),
-            )
-        )
-    return token
 
 
 def validator(spec: dict[str, Any], schema: dict[str, Any]) -> Draft202012Validator:
