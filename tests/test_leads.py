@@ -705,3 +705,19 @@ def test_creating_more_contacts_costs_no_more_queries(
         lead = create_lead(client, org, contacts=[GOB] * 20, addresses=[ADDRESS] * 5)
     assert len(lead["contacts"]) == 20
     assert len(few) == len(many), (few, many)
+
+
+def test_fields_custom_and_all(
+    client: TestClient, org: Org, session_factory: sessionmaker[Session]
+) -> None:
+    field = client.post(
+        "/api/v1/custom_field/lead/", json={"name": "Tier", "type": "text"}, auth=org.auth
+    ).json()
+    lead = client.post(
+        "/api/v1/lead/", json={"name": "Acme", f"custom.{field['id']}": "gold"}, auth=org.auth
+    ).json()
+    url = f"/api/v1/lead/{lead['id']}/"
+    narrowed = client.get(url, params={"_fields": "id,custom"}, auth=org.auth).json()
+    assert narrowed == {"id": lead["id"], f"custom.{field['id']}": "gold"}
+    everything = client.get(url, params={"_fields": "_all"}, auth=org.auth).json()
+    assert everything == client.get(url, auth=org.auth).json()

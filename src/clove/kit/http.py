@@ -155,9 +155,13 @@ def apply_fields(body: Any, fields: list[str]) -> Any:
 
 
 def _pick(obj: Any, fields: list[str]) -> Any:
-    if not isinstance(obj, dict):
+    """`custom` stands for every `custom.cf_*` key and `_all` for everything, as in Close."""
+    if not isinstance(obj, dict) or "_all" in fields:
         return obj
-    return {f: obj[f] for f in fields if f in obj}
+    picked = {f: obj[f] for f in fields if f in obj}
+    if "custom" in fields:
+        picked.update((k, v) for k, v in obj.items() if k.startswith("custom."))
+    return picked
 
 
 def int_param(request: Request, name: str, default: int, *, low: int, high: int) -> int:
