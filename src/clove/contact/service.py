@@ -26,7 +26,7 @@ from clove.contact.schemas import (
 )
 from clove.custom_field.service import apply_custom_values
 from clove.errors import field_error, object_not_found
-from clove.event.service import Actor, changes, record_event
+from clove.event.service import Actor, changes, record_deletion, record_event, record_update
 from clove.kit.dates import iso_utc, utcnow
 from clove.kit.ids import new_id
 from clove.kit.rows import assign_changed, insert_rows
@@ -260,17 +260,13 @@ def update_contact(
     contact.date_updated, contact.updated_by = now, actor.user_id
     touch_lead(session, actor, contact.lead_id, now)
     after |= {"date_updated": iso_utc(now), "updated_by": actor.user_id}
-    changed, previous = changes(before, after)
-    record_event(
+    record_update(
         session,
         actor,
         object_type="contact",
-        action="updated",
-        object_id=contact.id,
+        before=before,
+        after=after,
         lead_id=contact.lead_id,
-        data=after,
-        previous_data=previous,
-        changed_fields=changed,
     )
     session.flush()
     return after
@@ -296,15 +292,12 @@ def delete_contact(session: Session, actor: Actor, contact: Contact) -> None:
         session.execute(delete(model).where(model.contact_id == contact.id))
     session.delete(contact)
     session.flush()
-    record_event(
+    record_deletion(
         session,
         actor,
         object_type="contact",
-        action="deleted",
-        object_id=contact.id,
+        previous=data,
         lead_id=contact.lead_id,
-        data=None,
-        previous_data=data,
     )
 
 

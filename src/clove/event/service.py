@@ -85,6 +85,58 @@ def record_event(
     return event
 
 
+def record_update(
+    session: Session,
+    actor: Actor,
+    *,
+    object_type: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    lead_id: str | None,
+    meta: dict[str, Any] | None = None,
+) -> bool:
+    """Adds an `updated` event with the changed fields and their old values; adds nothing and
+    returns False when nothing changed."""
+    changed, previous = changes(before, after)
+    if changed:
+        record_event(
+            session,
+            actor,
+            object_type=object_type,
+            action="updated",
+            object_id=after["id"],
+            lead_id=lead_id,
+            data=after,
+            previous_data=previous,
+            changed_fields=changed,
+            meta=meta,
+        )
+    return bool(changed)
+
+
+def record_deletion(
+    session: Session,
+    actor: Actor,
+    *,
+    object_type: str,
+    previous: dict[str, Any],
+    lead_id: str | None,
+    meta: dict[str, Any] | None = None,
+) -> None:
+    """Adds a `deleted` event: no data, the whole object as it was in previous_data."""
+    record_event(
+        session,
+        actor,
+        object_type=object_type,
+        action="deleted",
+        object_id=previous["id"],
+        lead_id=lead_id,
+        data=None,
+        previous_data=previous,
+        meta=meta,
+    )
+
+
 def serialize_event(event: Event) -> dict[str, Any]:
     return {
         "id": event.id,

@@ -17,7 +17,7 @@ from clove.contact import service as contact_service
 from clove.contact.schemas import ContactCreate, ContactFields
 from clove.custom_field.service import apply_custom_values
 from clove.errors import BadRequest, ValidationFailed, field_error, object_not_found
-from clove.event.service import Actor, changes, record_event
+from clove.event.service import Actor, changes, record_deletion, record_event, record_update
 from clove.kit.dates import utcnow
 from clove.kit.ids import new_id
 from clove.kit.rows import assign_changed, insert_rows
@@ -292,20 +292,15 @@ def _record_lead_update(
     after: dict[str, Any],
     meta: dict[str, Any] | None = None,
 ) -> None:
-    changed, previous = changes(before, after)
-    if changed:
-        record_event(
-            session,
-            actor,
-            object_type="lead",
-            action="updated",
-            object_id=after["id"],
-            lead_id=after["id"],
-            data=after,
-            previous_data=previous,
-            changed_fields=changed,
-            meta=meta,
-        )
+    record_update(
+        session,
+        actor,
+        object_type="lead",
+        before=before,
+        after=after,
+        lead_id=after["id"],
+        meta=meta,
+    )
 
 
 def remove_contact(session: Session, actor: Actor, base_url: str, contact: Contact) -> None:
@@ -325,26 +320,20 @@ def delete_lead(session: Session, actor: Actor, base_url: str, lead: Lead) -> No
     """Deletes the lead with its contacts and addresses: a `deleted` event for each."""
     data = lead_object(session, lead, base_url)
     for contact in data["contacts"]:
-        record_event(
+        record_deletion(
             session,
             actor,
             object_type="contact",
-            action="deleted",
-            object_id=contact["id"],
+            previous=contact,
             lead_id=lead.id,
-            data=None,
-            previous_data=contact,
         )
     _delete_lead_rows(session, lead)
-    record_event(
+    record_deletion(
         session,
         actor,
         object_type="lead",
-        action="deleted",
-        object_id=lead.id,
+        previous=data,
         lead_id=lead.id,
-        data=None,
-        previous_data=data,
     )
 
 
@@ -384,29 +373,22 @@ def merge_leads(
     after = lead_object(session, destination, base_url)
     moved = {c["id"]: c for c in after["contacts"]}
     for contact in source_before["contacts"]:
-        changed, previous = changes(contact, moved[contact["id"]])
-        record_event(
+        record_update(
             session,
             actor,
             object_type="contact",
-            action="updated",
-            object_id=contact["id"],
+            before=contact,
+            after=moved[contact["id"]],
             lead_id=destination.id,
-            data=moved[contact["id"]],
-            previous_data=previous,
-            changed_fields=changed,
             meta=meta,
         )
     _record_lead_update(session, actor, destination_before, after, meta)
-    record_event(
+    record_deletion(
         session,
         actor,
         object_type="lead",
-        action="deleted",
-        object_id=source.id,
+        previous=source_before,
         lead_id=source.id,
-        data=None,
-        previous_data=source_before,
         meta=meta,
     )
     record_event(

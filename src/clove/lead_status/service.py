@@ -6,7 +6,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from clove.errors import BadRequest, field_error, object_not_found
-from clove.event.service import Actor, changes, record_event
+from clove.event.service import Actor, record_deletion, record_event, record_update
 from clove.kit.dates import utcnow
 from clove.kit.ids import new_id
 from clove.lead_status.schemas import serialize_status
@@ -97,19 +97,14 @@ def rename_status(session: Session, actor: Actor, status: LeadStatus, label: str
     status.date_updated = utcnow()
     session.flush()
     after = serialize_status(status)
-    changed, previous = changes(before, after)
-    if changed:
-        record_event(
-            session,
-            actor,
-            object_type="status.lead",
-            action="updated",
-            object_id=status.id,
-            lead_id=None,
-            data=after,
-            previous_data=previous,
-            changed_fields=changed,
-        )
+    record_update(
+        session,
+        actor,
+        object_type="status.lead",
+        before=before,
+        after=after,
+        lead_id=None,
+    )
 
 
 def delete_status(session: Session, actor: Actor, status: LeadStatus) -> None:
@@ -130,13 +125,10 @@ def delete_status(session: Session, actor: Actor, status: LeadStatus) -> None:
     data = serialize_status(status)
     session.delete(status)
     session.flush()
-    record_event(
+    record_deletion(
         session,
         actor,
         object_type="status.lead",
-        action="deleted",
-        object_id=data["id"],
+        previous=data,
         lead_id=None,
-        data=None,
-        previous_data=data,
     )
