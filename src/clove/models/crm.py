@@ -88,7 +88,17 @@ class Contact(Timestamps, Base):
     updated_by: Mapped[str | None] = mapped_column(ID, nullable=True)
 
 
-class ContactEmail(Base):
+class ContactChild:
+    """Columns every email, phone and URL row of a contact has, in list order."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization_id: Mapped[str] = mapped_column(ID)
+    lead_id: Mapped[str] = mapped_column(ID, ForeignKey("lead.id", ondelete="CASCADE"))
+    contact_id: Mapped[str] = mapped_column(ID, ForeignKey("contact.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ContactEmail(ContactChild, Base):
     __tablename__ = "contact_email"
     __table_args__ = (
         Index("ix_contact_email_contact", "contact_id", "position"),
@@ -96,18 +106,13 @@ class ContactEmail(Base):
         Index("ix_contact_email_lead", "lead_id"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    organization_id: Mapped[str] = mapped_column(ID)
-    lead_id: Mapped[str] = mapped_column(ID, ForeignKey("lead.id", ondelete="CASCADE"))
-    contact_id: Mapped[str] = mapped_column(ID, ForeignKey("contact.id", ondelete="CASCADE"))
-    position: Mapped[int] = mapped_column(Integer, default=0)
     type: Mapped[str] = mapped_column(String(50), default="office")
     email: Mapped[str] = mapped_column(String(254))
     # Emails match case-insensitively; a lower-cased copy indexes the same on both databases.
     email_lower: Mapped[str] = mapped_column(String(254))
 
 
-class ContactPhone(Base):
+class ContactPhone(ContactChild, Base):
     __tablename__ = "contact_phone"
     __table_args__ = (
         Index("ix_contact_phone_contact", "contact_id", "position"),
@@ -115,24 +120,14 @@ class ContactPhone(Base):
         Index("ix_contact_phone_lead", "lead_id"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    organization_id: Mapped[str] = mapped_column(ID)
-    lead_id: Mapped[str] = mapped_column(ID, ForeignKey("lead.id", ondelete="CASCADE"))
-    contact_id: Mapped[str] = mapped_column(ID, ForeignKey("contact.id", ondelete="CASCADE"))
-    position: Mapped[int] = mapped_column(Integer, default=0)
     type: Mapped[str] = mapped_column(String(50), default="office")
     phone: Mapped[str] = mapped_column(String(40))  # E.164
     country: Mapped[str | None] = mapped_column(String(2), nullable=True)
 
 
-class ContactUrl(Base):
+class ContactUrl(ContactChild, Base):
     __tablename__ = "contact_url"
     __table_args__ = (Index("ix_contact_url_contact", "contact_id", "position"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    organization_id: Mapped[str] = mapped_column(ID)
-    lead_id: Mapped[str] = mapped_column(ID, ForeignKey("lead.id", ondelete="CASCADE"))
-    contact_id: Mapped[str] = mapped_column(ID, ForeignKey("contact.id", ondelete="CASCADE"))
-    position: Mapped[int] = mapped_column(Integer, default=0)
     type: Mapped[str] = mapped_column(String(50), default="url")
     url: Mapped[str] = mapped_column(String(2000))
