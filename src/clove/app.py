@@ -30,6 +30,8 @@ from clove.middleware import ApiEdge
 from clove.organization.endpoints import router as organization_router
 from clove.ratelimit import Limiter, MemoryLimiter, RedisLimiter
 from clove.role.endpoints import router as role_router
+from clove.saved_search.endpoints import router as saved_search_router
+from clove.search.endpoints import router as search_router
 from clove.user.endpoints import router as user_router
 
 log = structlog.get_logger(__name__)
@@ -45,6 +47,8 @@ API_ROUTERS = [
     lead_router,
     contact_router,
     event_router,
+    saved_search_router,
+    search_router,
 ]
 
 

@@ -22,6 +22,7 @@ PREFIX_LENGTHS: dict[str, int] = {
     "cont": LONG,
     "stat": LONG,
     "cf": LONG,
+    "save": LONG,
     "acti": LONG,
     "tmpl": LONG,
     "emailacct": LONG,

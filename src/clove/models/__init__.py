@@ -14,6 +14,7 @@ from clove.models.crm import (
 from clove.models.custom_field import CustomField
 from clove.models.event import Event
 from clove.models.organization import Membership, Organization, User
+from clove.models.saved_search import SavedSearch
 
 __all__ = [
     "ApiKey",
@@ -32,5 +33,6 @@ __all__ = [
     "OAuthCode",
     "OAuthToken",
     "Organization",
+    "SavedSearch",
     "User",
 ]

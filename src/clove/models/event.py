@@ -23,6 +23,7 @@ class Event(Base):
             "ix_event_org_type_action", "organization_id", "object_type", "action", "date_updated"
         ),
         Index("ix_event_org_request", "organization_id", "request_id"),
+        Index("ix_event_org_user", "organization_id", "user_id", "date_updated"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
