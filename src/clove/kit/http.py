@@ -150,11 +150,11 @@ def apply_fields(body: Any, fields: list[str]) -> Any:
     (offset-paged `has_more` or cursor-paged `cursor_next`)."""
     envelope = isinstance(body, dict) and ("has_more" in body or "cursor_next" in body)
     if envelope and isinstance(body.get("data"), list):
-        return {**body, "data": [_pick(item, fields) for item in body["data"]]}
-    return _pick(body, fields)
+        return {**body, "data": [pick_fields(item, fields) for item in body["data"]]}
+    return pick_fields(body, fields)
 
 
-def _pick(obj: Any, fields: list[str]) -> Any:
+def pick_fields(obj: Any, fields: list[str]) -> Any:
     """`custom` stands for every `custom.cf_*` key and `_all` for everything, as in Close."""
     if not isinstance(obj, dict) or "_all" in fields:
         return obj
