@@ -673,12 +673,22 @@ def test_bad_paging_is_400(client: TestClient, org: Org, params: dict[str, str])
     assert "error" in response.json()
 
 
-def test_search_queries_are_refused_until_supported(client: TestClient, org: Org) -> None:
-    create_lead(client, org)
-    response = client.get(URL, params={"query": 'name:"Bluth"'}, auth=org.auth)
+def test_query_selects_and_sorts_the_list(client: TestClient, org: Org) -> None:
+    for name in ("Bluth Company", "Sitwell Enterprises", "Bluth Banana Stand"):
+        client.post(URL, json={"name": name}, auth=org.auth)
+
+    def names(query: str) -> list[str]:
+        response = client.get(URL, params={"query": query}, auth=org.auth)
+        assert response.status_code == 200, response.text
+        assert response.json()["total_results"] == len(response.json()["data"])
+        return [lead["name"] for lead in response.json()["data"]]
+
+    assert names('name:"Bluth" sort:name') == ["Bluth Banana Stand", "Bluth Company"]
+    assert names("not bluth sort:-created") == ["Sitwell Enterprises"]
+    assert len(names("")) == len(names("*")) == 3
+    response = client.get(URL, params={"query": "calls > 0"}, auth=org.auth)
     assert response.status_code == 400
-    assert response.json()["error"].startswith("Searching with query= is not supported yet")
-    assert client.get(URL, params={"query": ""}, auth=org.auth).json()["total_results"] == 1
+    assert "calls" in response.json()["field-errors"]["query"]
 
 
 def test_a_list_page_costs_the_same_queries_whatever_its_size(

@@ -10,7 +10,7 @@ from clove.contact.schemas import ContactCreate, ContactUpdate
 from clove.event.service import Actor
 from clove.kit.http import JSON, TransactionRoute, get_actor, get_db, page_params, respond
 from clove.lead import service as lead_service
-from clove.lead.endpoints import base_url, envelope
+from clove.lead.endpoints import base_url, envelope, text_search
 
 router = APIRouter(route_class=TransactionRoute)
 
@@ -21,7 +21,8 @@ def list_contacts(
 ) -> JSON:
     skip, limit = page_params(request)
     lead_id = request.query_params.get("lead_id") or None
-    result = service.list_contacts(db, actor.organization_id, lead_id, skip, limit)
+    search = text_search(request, db, actor, "contact")
+    result = service.list_contacts(db, actor.organization_id, lead_id, skip, limit, search)
     return respond(envelope(*result), request)
 
 

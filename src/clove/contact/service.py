@@ -29,7 +29,7 @@ from clove.errors import field_error, object_not_found
 from clove.event.service import Actor, changes, record_deletion, record_event, record_update
 from clove.kit.dates import iso_utc, utcnow
 from clove.kit.ids import new_id
-from clove.kit.rows import assign_changed, insert_rows
+from clove.kit.rows import Listing, assign_changed, insert_rows
 from clove.models import Contact, ContactEmail, ContactPhone, ContactUrl, Lead
 
 ChildRow = ContactEmail | ContactPhone | ContactUrl
@@ -183,19 +183,25 @@ def get_contact(session: Session, organization_id: str, contact_id: str) -> Cont
 
 
 def list_contacts(
-    session: Session, organization_id: str, lead_id: str | None, skip: int, limit: int
+    session: Session,
+    organization_id: str,
+    lead_id: str | None,
+    skip: int,
+    limit: int,
+    search: Listing | None = None,
 ) -> tuple[int, bool, list[dict[str, Any]]]:
-    """(total, has_more, a page of contacts newest first), in a fixed number of queries."""
-    conditions = [Contact.organization_id == organization_id]
+    """(total, has_more, a page of contacts: newest first, or as a search selects and sorts
+    them), in a fixed number of queries."""
+    where, order = search or (
+        Contact.organization_id == organization_id,
+        [Contact.date_created.desc(), Contact.id.desc()],
+    )
+    conditions = [where]
     if lead_id is not None:
         conditions.append(Contact.lead_id == lead_id)
     total = session.scalar(select(func.count()).select_from(Contact).where(*conditions))
     contacts = session.scalars(
-        select(Contact)
-        .where(*conditions)
-        .order_by(Contact.date_created.desc(), Contact.id.desc())
-        .offset(skip)
-        .limit(limit + 1)
+        select(Contact).where(*conditions).order_by(*order).offset(skip).limit(limit + 1)
     ).all()
     return total or 0, len(contacts) > limit, serialized(session, contacts[:limit])
 

@@ -1,4 +1,4 @@
-"""Writing ORM rows cheaply: change only what differs, insert many rows at once."""
+"""Reading and writing rows cheaply: change only what differs, insert many rows at once."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import ColumnElement, insert
 from sqlalchemy.orm import Session
 
 from clove.models import Base
+
+# Which rows a list shows (a condition) and in which order: what `?query=` turns into.
+Listing = tuple[ColumnElement[bool], Sequence[ColumnElement[Any]]]
 
 
 def assign_changed(row: Base, values: dict[str, Any]) -> None:

@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session
 
-from clove.errors import BadRequest
 from clove.event.service import Actor
 from clove.kit.http import JSON, TransactionRoute, get_actor, get_db, page_params, respond
+from clove.kit.rows import Listing
 from clove.lead import service
 from clove.lead.schemas import LeadCreate, LeadMerge, LeadUpdate
 
@@ -22,6 +22,18 @@ def base_url(request: Request) -> str:
     return url
 
 
+def text_search(request: Request, db: Session, actor: Actor, object_type: str) -> Listing | None:
+    """The condition and order of the request's `query` text, or None without one."""
+    from clove.search import service as search_service
+
+    query = request.query_params.get("query", "").strip()
+    if not query:
+        return None
+    tz = search_service.request_timezone(request, db, actor)
+    search = search_service.text_search(db, actor, tz, query, object_type)
+    return search.where, search_service.order_by(search.atoms)
+
+
 def envelope(total: int, has_more: bool, data: list[dict[str, Any]]) -> dict[str, Any]:
     return {"data": data, "has_more": has_more, "total_results": total}
 
@@ -31,12 +43,8 @@ def list_leads(
     request: Request, db: Session = Depends(get_db), actor: Actor = Depends(get_actor)
 ) -> JSON:
     skip, limit = page_params(request)
-    query = request.query_params.get("query", "").strip()
-    if query and query != "*":
-        raise BadRequest(
-            "Searching with query= is not supported yet; list leads without a query instead."
-        )
-    result = service.list_leads(db, actor.organization_id, skip, limit, base_url(request))
+    search = text_search(request, db, actor, "lead")
+    result = service.list_leads(db, actor.organization_id, skip, limit, base_url(request), search)
     return respond(envelope(*result), request)
 
 

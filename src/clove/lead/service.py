@@ -20,7 +20,7 @@ from clove.errors import BadRequest, ValidationFailed, field_error, object_not_f
 from clove.event.service import Actor, changes, record_deletion, record_event, record_update
 from clove.kit.dates import utcnow
 from clove.kit.ids import new_id
-from clove.kit.rows import assign_changed, insert_rows
+from clove.kit.rows import Listing, assign_changed, insert_rows
 from clove.lead.schemas import (
     AddressIn,
     LeadCreate,
@@ -99,18 +99,22 @@ def lead_object(session: Session, lead: Lead, base_url: str) -> dict[str, Any]:
 
 
 def list_leads(
-    session: Session, organization_id: str, skip: int, limit: int, base_url: str
+    session: Session,
+    organization_id: str,
+    skip: int,
+    limit: int,
+    base_url: str,
+    search: Listing | None = None,
 ) -> tuple[int, bool, list[dict[str, Any]]]:
-    """(total, has_more, a page of leads newest first), in a fixed number of queries."""
-    total = session.scalar(
-        select(func.count()).select_from(Lead).where(Lead.organization_id == organization_id)
+    """(total, has_more, a page of leads: newest first, or as a search selects and sorts them),
+    in a fixed number of queries."""
+    where, order = search or (
+        Lead.organization_id == organization_id,
+        [Lead.date_created.desc(), Lead.id.desc()],
     )
+    total = session.scalar(select(func.count()).select_from(Lead).where(where))
     leads = session.scalars(
-        select(Lead)
-        .where(Lead.organization_id == organization_id)
-        .order_by(Lead.date_created.desc(), Lead.id.desc())
-        .offset(skip)
-        .limit(limit + 1)
+        select(Lead).where(where).order_by(*order).offset(skip).limit(limit + 1)
     ).all()
     data = serialize_all(session, load_parts(session, leads[:limit]), base_url)
     return total or 0, len(leads) > limit, data

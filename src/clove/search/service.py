@@ -8,10 +8,12 @@ import binascii
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from fastapi import Request
 from sqlalchemy import (
     Column,
     ColumnElement,
@@ -32,7 +34,7 @@ from clove.errors import BadRequest, ValidationFailed
 from clove.event.service import Actor
 from clove.kit.http import pick_fields
 from clove.lead import service as lead_service
-from clove.models import Contact, Lead
+from clove.models import Contact, Lead, User
 from clove.search.compiler import Compiler, Scope, bad
 from clove.search.fields import KINDS, TOP_LEVEL, Expr, ObjectKind
 from clove.search.tree import (
@@ -82,6 +84,49 @@ def make_scope(session: Session, actor: Actor, tz: tzinfo) -> Scope:
         now=datetime.now(UTC),
         tz=tz,
     )
+
+
+def request_timezone(request: Request, session: Session, actor: Actor) -> tzinfo:
+    """Where "today" is: the `X-TZ-Offset` header, else the user's last used time zone, else UTC."""
+    if request.headers.get("x-tz-offset", "").strip():
+        return timezone(timedelta(hours=request.state.tz_offset))
+    if actor.user_id:
+        name = session.scalar(select(User.last_used_timezone).where(User.id == actor.user_id))
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                pass
+    return UTC
+
+
+def text_search(session: Session, actor: Actor, tz: tzinfo, text: str, object_type: str) -> Search:
+    """A text query (`GET /lead/?query=...`) compiled like a query tree."""
+    from clove.search.text_query import SessionNames, parse_text_query
+
+    parsed = parse_text_query(text, object_type, SessionNames(session, actor.organization_id))
+    try:
+        search = compile_search(make_scope(session, actor, tz), parsed.query, parsed.sort)
+    except ValidationFailed as exc:
+        # Paths into a tree the client never wrote would not help: keep only the messages.
+        messages = [*exc.errors, *exc.field_errors.values()]
+        raise ValidationFailed(field_errors={"query": " ".join(messages)}) from None
+    if parsed.slice is not None:
+        search = sliced(search, *parsed.slice)
+    return search
+
+
+def sliced(search: Search, index: int, count: int) -> Search:
+    """`slice:i/n`: the i-th of n disjoint parts of the matches, split by id (Close's scripts
+    use it to walk big result sets in parallel)."""
+    table = search.kind.table
+    numbered = (
+        select(table.c.id, (func.row_number().over(order_by=table.c.id) - 1).label("n"))
+        .where(search.where)
+        .subquery()
+    )
+    part = select(numbered.c.id).where(numbered.c.n % count == index)
+    return replace(search, where=and_(search.where, table.c.id.in_(part)))
 
 
 def compile_search(scope: Scope, query: Node, sort: Sequence[SortSpec]) -> Search:
@@ -215,7 +260,7 @@ def _page_size(request: SearchRequest) -> int:
 def matching_ids(search: Search) -> Select[tuple[str]]:
     """Every matching id in sort order: what bulk actions walk through."""
     table = search.kind.table
-    return select(table.c.id).where(search.where).order_by(*_order(search.atoms))
+    return select(table.c.id).where(search.where).order_by(*order_by(search.atoms))
 
 
 def page_statement(search: Search, position: Position | None, size: int) -> Select[Any]:
@@ -223,10 +268,10 @@ def page_statement(search: Search, position: Position | None, size: int) -> Sele
     statement = select(table.c.id, *(atom.expr for atom in search.atoms)).where(search.where)
     if position is not None:
         statement = statement.where(after(search.atoms, position.values))
-    return statement.order_by(*_order(search.atoms)).limit(size)
+    return statement.order_by(*order_by(search.atoms)).limit(size)
 
 
-def _order(atoms: Sequence[SortAtom]) -> list[ColumnElement[Any]]:
+def order_by(atoms: Sequence[SortAtom]) -> list[ColumnElement[Any]]:
     return [atom.expr.desc() if atom.descending else atom.expr.asc() for atom in atoms]
 
 
