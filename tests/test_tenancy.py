@@ -21,7 +21,16 @@ from starlette.testclient import TestClient
 from clove.auth.service import AuthContext
 from clove.event.service import Actor, record_event
 from clove.kit.ids import new_id
-from clove.models import Base, Contact, CustomField, Event, Lead, LeadStatus, Membership
+from clove.models import (
+    Base,
+    Contact,
+    CustomField,
+    Event,
+    Lead,
+    LeadStatus,
+    Membership,
+    SavedSearch,
+)
 from tests.conftest import Org
 from tests.test_membership import Member, add_member
 
@@ -46,6 +55,7 @@ OWNED_IDS: dict[str, Callable[[Victim], list[str]]] = {
     "field_id": lambda b: b.owned["field_id"],
     "lead_id": lambda b: b.owned["lead_id"],
     "contact_id": lambda b: b.owned["contact_id"],
+    "saved_search_id": lambda b: b.owned["saved_search_id"],
 }
 
 # Path parameters naming rows of one table: the victim's rows are read from there.
@@ -55,6 +65,7 @@ PARAM_TABLES: dict[str, type[Any]] = {
     "field_id": CustomField,
     "lead_id": Lead,
     "contact_id": Contact,
+    "saved_search_id": SavedSearch,
 }
 
 # Path parameters that do not name an organization's object (built-in, shared by everyone).
@@ -68,6 +79,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "track_email_opens": False,
     },
     ("PUT", "/api/v1/membership/{membership_id}/pinned_views/"): {"saved_view_ids": ["save_x"]},
+    ("PUT", "/api/v1/saved_search/{saved_search_id}/"): {"name": "Taken over", "query": "*"},
 }
 
 
@@ -128,6 +140,16 @@ def victim(other_org: Org, session_factory: sessionmaker[Session]) -> Victim:
                     type="text",
                 )
             )
+        session.add(
+            SavedSearch(
+                id=new_id("save"),
+                organization_id=other_org.id,
+                user_id=other_org.user_id,
+                name="Theirs",
+                type="lead",
+                query="*",
+            )
+        )
         record_event(
             session,
             actor,
@@ -203,7 +225,12 @@ def test_bodies_listed_here_are_valid_for_the_callers_own_objects(
 ) -> None:
     """Keeps BODIES honest: on A's own objects they succeed, so B's 404s above mean something."""
     own = add_member(session_factory, org, "user")
-    values = {"org_id": org.id, "membership_id": own.membership_id}
+    view = client.post("/api/v1/saved_search/", json={"name": "Own", "query": "*"}, auth=org.auth)
+    values = {
+        "org_id": org.id,
+        "membership_id": own.membership_id,
+        "saved_search_id": view.json()["id"],
+    }
     for (method, template), body in BODIES.items():
         path = re.sub(r"{(\w+)}", lambda m: values[m.group(1)], template)
         response = client.request(method, path, json=body, auth=org.auth)

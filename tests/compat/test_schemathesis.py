@@ -49,6 +49,7 @@ from clove.models import (
     LeadStatus,
     Membership,
     Organization,
+    SavedSearch,
 )
 from tests.conftest import SPEC, Org, bearer_token
 
@@ -189,7 +190,15 @@ def real_ids(session_factory: sessionmaker[Session], org: Org) -> dict[str, str]
             )
             for t in ("lead", "contact")
         }
-        session.add_all([lead, *fields.values()])
+        view = SavedSearch(
+            id=new_id("save"),
+            organization_id=org.id,
+            user_id=org.user_id,
+            name="Fuzzed",
+            type="lead",
+            s_query={"query": {"type": "object_type", "object_type": "lead"}},
+        )
+        session.add_all([lead, view, *fields.values()])
         session.flush()
         session.add(contact)
     return {
@@ -205,6 +214,7 @@ def real_ids(session_factory: sessionmaker[Session], org: Org) -> dict[str, str]
         "custom_field/lead": fields["lead"].id,
         "custom_field/contact": fields["contact"].id,
         "custom_field_schema": "lead",
+        "saved_search": view.id,
     }
 
 
@@ -234,6 +244,11 @@ def seed_bodies(org: Org) -> dict[tuple[str, str], Any]:
         ("POST", "/lead/"): {"name": "Seeded", "contacts": [{"name": "Ann"}]},
         ("PUT", "/lead/{}/"): {"description": "Fuzzed"},
         ("PUT", "/contact/{}/"): {"title": "Fuzzed"},
+        ("POST", "/saved_search/"): {
+            "name": "Seeded",
+            "s_query": {"query": {"type": "object_type", "object_type": "lead"}},
+        },
+        ("PUT", "/saved_search/{}/"): {"name": "Renamed by the fuzzer"},
     }
 
 

@@ -160,6 +160,31 @@ DOCUMENTED: dict[tuple[str, str], Documented] = {
     ("PUT", "/custom_field_schema/{}/"): [("", {"fields"}), ("fields[]", SCHEMA_FIELD)],
     ("GET", "/event/"): [("", {"data", "cursor_next", "cursor_previous"}), ("data[]", EVENT)],
     ("GET", "/event/{}/"): [("", EVENT)],
+    ("DELETE", "/saved_search/{}/"): [("", set())],
+}
+
+
+# Close's documented example of a contact Smart View.
+CONTACT_VIEW = {
+    "name": "CEOs",
+    "type": "contact",
+    "s_query": {
+        "query": {
+            "type": "and",
+            "queries": [
+                {"type": "object_type", "object_type": "contact"},
+                {
+                    "type": "field_condition",
+                    "field": {
+                        "type": "regular_field",
+                        "object_type": "contact",
+                        "field_name": "title",
+                    },
+                    "condition": {"type": "text", "mode": "full_words", "value": "CEO"},
+                },
+            ],
+        }
+    },
 }
 
 
@@ -231,6 +256,11 @@ def samples(org: Org, known: dict[str, str]) -> dict[tuple[str, str], Sample]:
         ("DELETE", "/custom_field/lead/{}/"): Sample({}),
         ("DELETE", "/custom_field/contact/{}/"): Sample({}),
         ("PUT", "/custom_field_schema/{}/"): Sample({"fields": []}),
+        ("POST", "/saved_search/"): Sample(CONTACT_VIEW),
+        ("PUT", "/saved_search/{}/"): Sample(
+            {"name": "every lead", "description": "Renamed", "is_shared": True}
+        ),
+        ("DELETE", "/saved_search/{}/"): Sample({}),
     }
 
 
@@ -252,6 +282,7 @@ def ids(org: Org, client: TestClient) -> dict[str, str]:
     lead_body = {"name": "Sample", "status_id": statuses[-1]["id"], "contacts": [{"name": "Ann"}]}
     lead = client.post("/api/v1/lead/", json=lead_body, auth=org.auth).json()
     source = client.post("/api/v1/lead/", json=lead_body, auth=org.auth).json()
+    view = client.post("/api/v1/saved_search/", json=CONTACT_VIEW, auth=org.auth).json()
     return {
         "lead": lead["id"],
         "contact": lead["contact_ids"][0],
@@ -265,6 +296,7 @@ def ids(org: Org, client: TestClient) -> dict[str, str]:
         "custom_field/lead": fields["lead"],
         "custom_field/contact": fields["contact"],
         "custom_field_schema": "lead",
+        "saved_search": view["id"],
     }
 
 

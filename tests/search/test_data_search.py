@@ -413,3 +413,40 @@ def test_other_organizations_see_nothing(data: Data, client: TestClient, other_o
     response = client.post(URL, json=body, auth=other_org.auth)
     assert response.status_code == 400
     assert "Unknown custom field" in str(response.json())
+
+
+def view(data: Data, name: str, query: dict[str, Any], kind: str = "lead") -> str:
+    body = {"name": name, "type": kind, "s_query": {"query": query}}
+    view_id: str = data.post("/api/v1/saved_search/", body)["id"]
+    return view_id
+
+
+def test_smart_views_in_queries(data: Data, client: TestClient, org: Org) -> None:
+    acme = view(data, "Acme", lead_query(field("name", text("acme"))))
+    node = {"type": "saved_search", "saved_search_id": acme}
+    assert data.keys(node) == {"acme", "acmesub"}
+    assert data.keys(lead_query({**node, "negate": True})) == ALL - {"acme", "acmesub"}
+    everything = view(data, "All Leads", {"type": "match_all"})
+    assert data.keys({"type": "saved_search", "saved_search_id": everything}) == ALL
+    # A contact view names no leads, even with a bare match_all.
+    contacts = view(data, "All Contacts", {"type": "match_all"}, kind="contact")
+    assert data.keys(lead_query({"type": "saved_search", "saved_search_id": contacts})) == set()
+    # The text language reaches views by name.
+    response = client.get("/api/v1/lead/", params={"query": 'in:"acme" not sub'}, auth=org.auth)
+    assert [lead["id"] for lead in response.json()["data"]] == [data.leads["acme"]]
+
+
+def test_smart_views_may_not_form_a_cycle(data: Data, client: TestClient, org: Org) -> None:
+    first = view(data, "First", lead_query())
+    second = view(data, "Second", lead_query({"type": "saved_search", "saved_search_id": first}))
+    back = {"s_query": {"query": lead_query({"type": "saved_search", "saved_search_id": second})}}
+    response = client.put(f"/api/v1/saved_search/{first}/", json=back, auth=org.auth)
+    assert response.status_code == 400, response.text
+    assert f"{first} → {second} → {first}" in response.json()["field-errors"]["s_query.query"]
+    itself = {"s_query": {"query": {"type": "saved_search", "saved_search_id": first}}}
+    response = client.put(f"/api/v1/saved_search/{first}/", json=itself, auth=org.auth)
+    assert response.status_code == 400
+    # A cycle through a text query is caught when the search runs.
+    text_view = data.post("/api/v1/saved_search/", {"name": "Loop", "query": 'in:"Loop"'})["id"]
+    error = data.error({"query": {"type": "saved_search", "saved_search_id": text_view}})
+    assert "cycle" in str(error)

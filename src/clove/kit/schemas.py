@@ -33,17 +33,21 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def text_problem(value: Any) -> str | None:
-    """Why some string inside `value` cannot be stored, or None."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return "Null characters are not allowed."
-        if _SURROGATE.search(value):
-            return "Invalid Unicode: lone surrogate characters are not allowed."
-        return None
-    if isinstance(value, dict):
-        value = [*value.keys(), *value.values()]
-    if isinstance(value, list | tuple):
-        return next((p for p in map(text_problem, value) if p), None)
+    """Why some string inside `value` cannot be stored, or None. Iterative: JSON nested
+    thousands of levels deep must be a 400, not a RecursionError."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "Null characters are not allowed."
+            if _SURROGATE.search(item):
+                return "Invalid Unicode: lone surrogate characters are not allowed."
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
     return None
 
 

@@ -518,10 +518,15 @@ def _as_phone(text: str) -> str:
 
 
 def saved_query(view: SavedSearch, scope: Scope) -> Node:
-    """The query tree a Smart View stands for, from its `s_query` or its text `query`."""
+    """The query tree a Smart View stands for, from its `s_query` or its text `query`, limited
+    to the view's type (Close's default views hold a bare `match_all`)."""
     if view.s_query and isinstance(view.s_query, dict) and "query" in view.s_query:
-        return parse_node(view.s_query["query"], root=f"<{view.id}>.s_query.query")
-    from clove.search.text_query import SessionNames, parse_text_query
+        query = view.s_query["query"]
+    else:
+        from clove.search.text_query import SessionNames, parse_text_query
 
-    names = SessionNames(scope.session, scope.organization_id)
-    return parse_text_query(view.query or "", view.type, names).query
+        names = SessionNames(scope.session, scope.organization_id)
+        parsed = parse_text_query(view.query or "", view.type, names).query
+        query = parsed.model_dump(mode="json")
+    wrapped = {"type": "and", "queries": [{"type": "object_type", "object_type": view.type}, query]}
+    return parse_node(wrapped, root=f"<{view.id}>")

@@ -280,15 +280,18 @@ def json_path(raw: Any, loc: tuple[int | str, ...], root: str = "") -> str:
     (`"and"`, `"field_condition"`) that Pydantic inserts for discriminated unions."""
     path = root
     current = raw
+    tagged: set[int] = set()  # dicts whose union tag has been passed already
     for part in loc:
         if isinstance(part, int) and isinstance(current, list) and 0 <= part < len(current):
             path += f"[{part}]"
             current = current[part]
+        elif (
+            isinstance(current, dict) and current.get("type") == part and id(current) not in tagged
+        ):
+            tagged.add(id(current))  # a union tag (`"object_type"` is also a key of its node)
         elif isinstance(current, dict) and part in current:
             path = f"{path}.{part}" if path else str(part)
             current = current[part]
-        elif isinstance(current, dict) and current.get("type") == part:
-            continue  # a union tag, not a key
         else:
             path = f"{path}.{part}" if path else str(part)
             current = None
