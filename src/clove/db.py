@@ -51,6 +51,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
     # `x REGEXP p` for word matches in searches (PostgreSQL has `~`; SQLite leaves it undefined).
     dbapi_conn.create_function("regexp", 2, _regexp, deterministic=True)
+    # lower() in SQLite folds ASCII letters only; searches ignore case for every letter.
+    dbapi_conn.create_function("unicode_lower", 1, _unicode_lower, deterministic=True)
+
+
+def _unicode_lower(value: str | None) -> str | None:
+    return value.lower() if isinstance(value, str) else value
 
 
 def _regexp(pattern: str, value: str | None) -> bool:

@@ -320,15 +320,20 @@ class Compiler:
         if definition.lookup is not None:
             lookup = definition.lookup
             target = lookup.table.alias()
-            inner = self._value_condition(resolved, condition, target.c[lookup.column], None, path)
+            column = target.c[lookup.column]
+            inner = self._value_condition(resolved, condition, column, self._lower(column), path)
             matching = select(target.c.id).where(
                 target.c.organization_id == self.scope.organization_id, inner
             )
             return and_(table.c[lookup.fk].is_not(None), table.c[lookup.fk].in_(matching))
         if resolved.multi and not isinstance(condition, ExistsCondition):
             return self._any_value(resolved, condition, table, path)
+        value = definition.column(table)
+        # A stored lower-case copy (emails), else lower() for fields that ignore case.
         lowered = definition.lowered(table) if definition.lowered else None
-        return self._value_condition(resolved, condition, definition.column(table), lowered, path)
+        if lowered is None and definition.kind == TEXT:
+            lowered = self._lower(value)
+        return self._value_condition(resolved, condition, value, lowered, path)
 
     def _any_value(
         self, resolved: Resolved, condition: Condition, table: FromClause, path: str
@@ -342,7 +347,8 @@ class Compiler:
         value: Expr = values.c.value
         if resolved.definition.kind == NUMBER:
             value = cast(value, Float)
-        inner = self._value_condition(resolved, condition, value, None, path)
+        lowered = self._lower(value) if resolved.definition.kind == TEXT else None
+        inner = self._value_condition(resolved, condition, value, lowered, path)
         return exists(select(literal(1)).select_from(values).where(inner))
 
     def _value_condition(
@@ -371,12 +377,11 @@ class Compiler:
         text = condition.value.strip()
         if resolved.name == "phone" and condition.mode == "exact_value":
             text = _as_phone(text)
-        if condition.mode == "exact_value" and lowered is None and resolved.definition.kind != TEXT:
-            return value == text  # ids and types are case-sensitive
-        if lowered is None:
-            lowered = func.lower(value)
         if condition.mode == "exact_value":
-            return lowered == text.lower()
+            # Ids and types (no lower-case form) are case-sensitive.
+            return value == text if lowered is None else lowered == text.lower()
+        if lowered is None:
+            lowered = self._lower(value)
         words = text.lower().split()
         if not words:
             return true()
@@ -406,7 +411,8 @@ class Compiler:
             numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
             if len(numbers) != len(values):
                 raise bad(f"{path}.values", f"Field {resolved.name!r} holds numbers.")
-            return value.in_(numbers) if numbers else false()
+            # Typed as floats: a list starting with an integer would bind them all as integers.
+            return value.in_([literal(n, Float) for n in numbers]) if numbers else false()
         if any(not isinstance(v, str) for v in values):
             raise bad(f"{path}.values", f"Field {resolved.name!r} holds text; send strings.")
         texts = [str(v) for v in values]
@@ -414,9 +420,8 @@ class Compiler:
             texts = [_as_phone(t) for t in texts]
         if not texts:
             return false()
-        if resolved.definition.kind == TEXT or lowered is not None:
-            target = lowered if lowered is not None else func.lower(value)
-            return target.in_(sorted({t.lower() for t in texts}))
+        if lowered is not None:
+            return lowered.in_(sorted({t.lower() for t in texts}))
         return value.in_(texts)
 
     def _reference(
@@ -434,6 +439,13 @@ class Compiler:
             )
         ids = [self._current_user(i) if i == CURRENT_USER else i for i in condition.object_ids]
         return value.in_(ids) if ids else false()
+
+    def _lower(self, value: Expr) -> Expr:
+        # PostgreSQL: lower(), which the trigram indexes are built on. SQLite's lower() folds
+        # ASCII only; Clove registers unicode_lower() (Python's str.lower) on every connection.
+        if self.scope.dialect == "postgresql":
+            return func.lower(value)
+        return func.unicode_lower(value)
 
     def _current_user(self, _placeholder: str) -> str:
         # An OAuth app without a user matches no "current user" rows.
@@ -465,31 +477,28 @@ class Compiler:
             return instant.astimezone(UTC).replace(tzinfo=None)
         if kind == MOMENT_TEXT:
             return iso_utc(instant)
-        # A date field's value is the local day it names: it is on or after an instant when
-        # that day starts at or after it, so both edges round up to the next local midnight.
-        return _ceil_date(instant, self.scope.tz, inclusive=key in ("on_or_after", "before"))
+        # A date field's value is the local day it names, compared by the day's start: it is on
+        # or after (or before) an instant from the first local midnight at or after it, and
+        # after (or on or before) it up to the day the instant falls on.
+        local = instant.astimezone(self.scope.tz)
+        day = local.date()
+        if key in ("on_or_after", "before") and local.time() != local.time().min:
+            day += timedelta(days=1)
+        return day.isoformat()
 
 
 def _number_bounds(condition: NumberRange, value: Expr) -> list[Expr]:
+    # Bounds are floats: bound as the column's type, 2.5 would become 3 against a count.
     bounds: list[Expr] = []
     if condition.gt is not None:
-        bounds.append(value > condition.gt)
+        bounds.append(value > literal(condition.gt, Float))
     if condition.gte is not None:
-        bounds.append(value >= condition.gte)
+        bounds.append(value >= literal(condition.gte, Float))
     if condition.lt is not None:
-        bounds.append(value < condition.lt)
+        bounds.append(value < literal(condition.lt, Float))
     if condition.lte is not None:
-        bounds.append(value <= condition.lte)
+        bounds.append(value <= literal(condition.lte, Float))
     return bounds
-
-
-def _ceil_date(instant: datetime, tz: tzinfo, *, inclusive: bool) -> str:
-    local = instant.astimezone(tz)
-    day = local.date()
-    at_midnight = local.time() == local.time().min
-    if not at_midnight or not inclusive:
-        day += timedelta(days=1)
-    return day.isoformat()
 
 
 def word_pattern(words: Sequence[str], mode: str) -> str:

@@ -47,7 +47,7 @@ class FieldDef:
     column: Column
     reference_type: str | None = None
     lookup: Lookup | None = None
-    # Text is matched against this lower-cased expression (indexed on PostgreSQL).
+    # A stored lower-case copy of the value (emails), matched instead of lower(value).
     lowered: Column | None = None
     nullable: bool = True
 
@@ -75,10 +75,6 @@ def _col(name: str) -> Column:
     return lambda t: t.c[name]
 
 
-def _lower(name: str) -> Column:
-    return lambda t: func.lower(t.c[name])
-
-
 def _count(table: Table, fk: str) -> FieldDef:
     """How many `table` rows point at this object: a correlated scalar subquery."""
     return FieldDef(
@@ -91,7 +87,7 @@ def _count(table: Table, fk: str) -> FieldDef:
 
 
 def _text(name: str) -> FieldDef:
-    return FieldDef(TEXT, _col(name), lowered=_lower(name))
+    return FieldDef(TEXT, _col(name))
 
 
 def _moment(name: str) -> FieldDef:
@@ -214,7 +210,7 @@ KINDS: dict[str, ObjectKind] = {
         ADDRESS,
         {
             **{part: _text(part) for part in (*_ADDRESS_PARTS, "label")},
-            "location": FieldDef(TEXT, _location, lowered=lambda t: func.lower(_location(t))),
+            "location": FieldDef(TEXT, _location),
             "lead_id": _reference("lead_id", "lead"),
         },
         text_fields=("location",),
