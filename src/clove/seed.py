@@ -1098,6 +1098,11 @@ def seed_organization(
             stage.join()
     if failures:
         raise failures[0]
+    if sqlite:
+        # SQLite keeps no statistics until ANALYZE; without them searches pick poor indexes
+        # (PostgreSQL's autovacuum analyzes after a load this size by itself).
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
     stats.seconds = time.perf_counter() - started
 
     with Session(engine) as session, session.begin():

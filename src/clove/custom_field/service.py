@@ -171,19 +171,26 @@ def create_value_index(session: Session, field: CustomField) -> None:
     if expression is None or not _is_postgresql(session):
         return
     table = VALUE_MODELS[field.object_type].__tablename__
+    values = expression.format(id=field.id)
     # Ids are base62 and generated here: safe to inline (DDL takes no bound parameters).
     session.execute(
         text(
-            f'CREATE INDEX IF NOT EXISTS "{value_index_name(field)}" ON {table} '
-            f"({expression.format(id=field.id)}) "
+            f'CREATE INDEX IF NOT EXISTS "{value_index_name(field)}" ON {table} ({values}) '
             f"WHERE organization_id = '{field.organization_id}'"
         )
     )
+    # PostgreSQL keeps no statistics for a partial index's expression: without these it
+    # guesses how many values a range matches and may walk the date index instead.
+    version = session.get_bind().dialect.server_version_info or (0,)
+    if version >= (14,):
+        name = value_index_name(field)
+        session.execute(text(f'CREATE STATISTICS IF NOT EXISTS "{name}" ON {values} FROM {table}'))
 
 
 def drop_value_index(session: Session, field: CustomField) -> None:
     if _is_postgresql(session):
         session.execute(text(f'DROP INDEX IF EXISTS "{value_index_name(field)}"'))
+        session.execute(text(f'DROP STATISTICS IF EXISTS "{value_index_name(field)}"'))
 
 
 def _is_postgresql(session: Session) -> bool:

@@ -27,6 +27,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union,
 )
 from sqlalchemy.orm import Session
 
@@ -47,6 +48,7 @@ from clove.search.fields import (
     Expr,
     FieldDef,
     ObjectKind,
+    Relation,
 )
 from clove.search.tree import (
     AndNode,
@@ -152,24 +154,23 @@ class Compiler:
 
     def where(self, node: Node, kind: ObjectKind, table: FromClause, path: str) -> Expr:
         """The SQL condition `node` puts on rows of `table`, an alias of `kind`'s table."""
+        if isinstance(node, HasRelatedNode):
+            return self._has_related(node, kind, table, path)  # negated as NOT EXISTS
         expr = self._node(node, kind, table, path)
         return not_(expr) if node.negate else expr
 
     def _node(self, node: Node, kind: ObjectKind, table: FromClause, path: str) -> Expr:
-        if isinstance(node, AndNode | OrNode):
-            parts = [
-                self.where(child, kind, table, f"{path}.queries[{i}]")
-                for i, child in enumerate(node.queries)
-            ]
-            if isinstance(node, AndNode):
-                return and_(true(), *parts)
-            return or_(false(), *parts)
+        if isinstance(node, AndNode):
+            parts = self._children(node, kind, table, path)
+            return and_(true(), *parts)
+        if isinstance(node, OrNode):
+            if any(_reaches_other_tables(child) for child in node.queries):
+                return self._union(node, kind, table, path)
+            return or_(false(), *self._children(node, kind, table, path))
         if isinstance(node, ObjectTypeNode):
             return true() if node.object_type == kind.name else false()
         if isinstance(node, FieldConditionNode):
             return self._field_condition(node, kind, table, path)
-        if isinstance(node, HasRelatedNode):
-            return self._has_related(node, kind, table, path)
         if isinstance(node, IdNode):
             return table.c.id == node.value
         if isinstance(node, SavedSearchNode):
@@ -179,9 +180,27 @@ class Compiler:
         assert isinstance(node, MatchAllNode)
         return true()
 
-    def _has_related(
-        self, node: HasRelatedNode, kind: ObjectKind, table: FromClause, path: str
-    ) -> Expr:
+    def _children(
+        self, node: AndNode | OrNode, kind: ObjectKind, table: FromClause, path: str
+    ) -> list[Expr]:
+        return [
+            self.where(child, kind, table, f"{path}.queries[{i}]")
+            for i, child in enumerate(node.queries)
+        ]
+
+    def _union(self, node: OrNode, kind: ObjectKind, table: FromClause, path: str) -> Expr:
+        """An `or` that reaches related objects, as `id IN (ids of each branch, UNIONed)`: each
+        branch can use its own index, where one OR over EXISTS filters every row."""
+        branches = []
+        for i, child in enumerate(node.queries):
+            alias = kind.table.alias()
+            condition = self.where(child, kind, alias, f"{path}.queries[{i}]")
+            branches.append(select(alias.c.id).where(self._owned(alias), condition))
+        return table.c.id.in_(union(*branches))
+
+    def _relation(
+        self, node: HasRelatedNode, kind: ObjectKind, path: str
+    ) -> tuple[ObjectKind, Relation]:
         if node.this_object_type not in (None, kind.name):
             raise bad(
                 f"{path}.this_object_type",
@@ -195,17 +214,25 @@ class Compiler:
                 f"Searching {kind.name} objects by related "
                 f"{node.related_object_type!r} objects is not supported.",
             )
+        return related, relation
+
+    def _has_related(
+        self, node: HasRelatedNode, kind: ObjectKind, table: FromClause, path: str
+    ) -> Expr:
+        related, relation = self._relation(node, kind, path)
         alias = related.table.alias()
         inner = self.where(node.related_query, related, alias, f"{path}.related_query")
-        return exists(
-            select(literal(1))
-            .select_from(alias)
-            .where(
-                relation.join(table, alias),
-                alias.c.organization_id == self.scope.organization_id,
-                inner,
-            )
-        )
+        mine = table.c[relation.this_column]
+        theirs = alias.c[relation.related_column]
+        if node.negate:
+            # Correlated, and without the organization: the parent row already fixes it, and
+            # SQLite would otherwise walk the organization's index instead of the foreign key's.
+            return not_(exists(select(literal(1)).select_from(alias).where(theirs == mine, inner)))
+        # Uncorrelated: the related rows are found once, through their own indexes.
+        return mine.in_(select(theirs).where(self._owned(alias), inner))
+
+    def _owned(self, table: FromClause) -> Expr:
+        return table.c.organization_id == self.scope.organization_id
 
     def _saved_search(
         self, node: SavedSearchNode, kind: ObjectKind, table: FromClause, path: str
@@ -225,29 +252,26 @@ class Compiler:
             self._saved_chain = self._saved_chain[:-1]
 
     def _anywhere(self, node: TextNode, kind: ObjectKind, table: FromClause, path: str) -> Expr:
-        """Field-less text: any of the object's searchable fields, or its related ones'."""
+        """Field-less text: any of the object's searchable fields, or its related objects'; the
+        ids of each are found apart (through their indexes) and UNIONed."""
         condition = TextCondition(type="text", mode=node.mode, value=node.value)
-        parts = [
-            self._condition(Resolved(name, kind.fields[name]), condition, table, path)
-            for name in kind.text_fields
-        ]
+        branches = []
+        for name in kind.text_fields:
+            alias = kind.table.alias()
+            match = self._condition(Resolved(name, kind.fields[name]), condition, alias, path)
+            branches.append(select(alias.c.id).where(self._owned(alias), match))
+        digits = any(c.isdigit() for c in node.value)
         for related_type, name in kind.text_related:
+            if name == "phone" and not digits:
+                continue  # phone numbers are stored as digits: no other text can match
             related = KINDS[related_type]
-            alias = related.table.alias()
             relation = RELATIONS[(kind.name, related_type)]
+            alias = related.table.alias()
             match = self._condition(Resolved(name, related.fields[name]), condition, alias, path)
-            parts.append(
-                exists(
-                    select(literal(1))
-                    .select_from(alias)
-                    .where(
-                        relation.join(table, alias),
-                        alias.c.organization_id == self.scope.organization_id,
-                        match,
-                    )
-                )
+            branches.append(
+                select(alias.c[relation.related_column]).where(self._owned(alias), match)
             )
-        return or_(false(), *parts)
+        return table.c.id.in_(union(*branches))
 
     # --- Fields -----------------------------------------------------------------------------------
 
@@ -499,6 +523,15 @@ def _number_bounds(condition: NumberRange, value: Expr) -> list[Expr]:
     if condition.lte is not None:
         bounds.append(value <= literal(condition.lte, Float))
     return bounds
+
+
+def _reaches_other_tables(node: Node) -> bool:
+    """Whether a node looks at related objects (directly, or through field-less text)."""
+    if isinstance(node, HasRelatedNode | TextNode):
+        return True
+    if isinstance(node, AndNode | OrNode):
+        return any(_reaches_other_tables(child) for child in node.queries)
+    return False
 
 
 def word_pattern(words: Sequence[str], mode: str) -> str:

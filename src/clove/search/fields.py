@@ -66,9 +66,10 @@ class ObjectKind:
 
 @dataclass(frozen=True)
 class Relation:
-    """`related` rows that belong to a `this` row: join(this table, related table)."""
+    """Related rows belong to a row when `this.<this_column> = related.<related_column>`."""
 
-    join: Callable[[FromClause, FromClause], Expr]
+    this_column: str
+    related_column: str
 
 
 def _col(name: str) -> Column:
@@ -237,29 +238,29 @@ NOT_TRACKED = {
 }
 
 
-def _by(fk: str) -> Callable[[FromClause, FromClause], Expr]:
+def _by(fk: str) -> Relation:
     """Related rows carry `fk` pointing at this row's id."""
-    return lambda this, related: related.c[fk] == this.c.id
+    return Relation("id", fk)
 
 
-def _up(fk: str) -> Callable[[FromClause, FromClause], Expr]:
+def _up(fk: str) -> Relation:
     """This row carries `fk` pointing at the related row's id."""
-    return lambda this, related: this.c[fk] == related.c.id
+    return Relation(fk, "id")
 
 
 RELATIONS: dict[tuple[str, str], Relation] = {
-    ("lead", "contact"): Relation(_by("lead_id")),
-    ("lead", "contact_email"): Relation(_by("lead_id")),
-    ("lead", "contact_phone"): Relation(_by("lead_id")),
-    ("lead", "address"): Relation(_by("lead_id")),
-    ("contact", "lead"): Relation(_up("lead_id")),
-    ("contact", "contact_email"): Relation(_by("contact_id")),
-    ("contact", "contact_phone"): Relation(_by("contact_id")),
-    ("contact_email", "contact"): Relation(_up("contact_id")),
-    ("contact_email", "lead"): Relation(_up("lead_id")),
-    ("contact_phone", "contact"): Relation(_up("contact_id")),
-    ("contact_phone", "lead"): Relation(_up("lead_id")),
-    ("address", "lead"): Relation(_up("lead_id")),
+    ("lead", "contact"): _by("lead_id"),
+    ("lead", "contact_email"): _by("lead_id"),
+    ("lead", "contact_phone"): _by("lead_id"),
+    ("lead", "address"): _by("lead_id"),
+    ("contact", "lead"): _up("lead_id"),
+    ("contact", "contact_email"): _by("contact_id"),
+    ("contact", "contact_phone"): _by("contact_id"),
+    ("contact_email", "contact"): _up("contact_id"),
+    ("contact_email", "lead"): _up("lead_id"),
+    ("contact_phone", "contact"): _up("contact_id"),
+    ("contact_phone", "lead"): _up("lead_id"),
+    ("address", "lead"): _up("lead_id"),
 }
 
 # Types that may be searched for at the top level (the rest only under `has_related`).

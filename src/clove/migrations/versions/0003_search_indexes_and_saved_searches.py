@@ -19,6 +19,7 @@ depends_on = None
 # index. They are not in the models (SQLite has no equivalent); migrate_check skips `ix_trgm_*`.
 TRIGRAM_INDEXES = {
     "ix_trgm_lead_name": ("lead", "lower(name)"),
+    "ix_trgm_lead_description": ("lead", "lower(description)"),
     "ix_trgm_contact_name": ("contact", "lower(name)"),
     "ix_trgm_contact_title": ("contact", "lower(title)"),
     "ix_trgm_contact_email": ("contact_email", "email_lower"),
