@@ -47,3 +47,29 @@ def test_a_revoked_key_is_refused_by_the_next_request(
         revoked = httpx.delete(f"{server.url}/api/v1/api_key/{created['id']}/", auth=org.auth)
         assert revoked.status_code == 200
         assert httpx.get(f"{server.url}/api/v1/me/", auth=auth).status_code == 401
+
+
+def test_concurrent_writers_queue_instead_of_failing(
+    database_url: str, engine: Engine, org: Org
+) -> None:
+    """Eight clients creating and updating leads at once. On SQLite in WAL mode a deferred
+    transaction that read before another writer committed could not write: most requests
+    failed with "database is locked" (bench/crud.py found it); writes now begin IMMEDIATE."""
+    app = create_app(settings_for(database_url), engine)
+
+    def create_and_update(url: str) -> list[int]:
+        statuses = []
+        with httpx.Client(base_url=f"{url}/api/v1", auth=org.auth, timeout=60) as client:
+            for _ in range(5):
+                body = {"name": "Busy", "contacts": [{"name": "A"}, {"name": "B"}]}
+                created = client.post("/lead/", json=body)
+                statuses.append(created.status_code)
+                if created.status_code == 200:
+                    lead_id = created.json()["id"]
+                    changed = client.put(f"/lead/{lead_id}/", json={"description": "x"})
+                    statuses.append(changed.status_code)
+        return statuses
+
+    with LiveServer(app) as server, ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(create_and_update, [server.url] * 8))
+    assert [status for statuses in results for status in statuses] == [200] * 80

@@ -19,7 +19,7 @@ from clove.auth.service import Authenticator
 from clove.config import Settings, get_settings
 from clove.contact.endpoints import router as contact_router
 from clove.custom_field.endpoints import router as custom_field_router
-from clove.db import make_engine, make_session_factory
+from clove.db import make_engine, make_session_factory, writing_session_factory
 from clove.errors import APIError, MethodNotAllowed, NotFound, ValidationFailed
 from clove.event.endpoints import router as event_router
 from clove.kit.http import error_response
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = session_factory
+    app.state.writing_session_factory = writing_session_factory(engine)
     app.state.authenticator = Authenticator(session_factory, settings.auth_cache_seconds)
 
     for router in API_ROUTERS:

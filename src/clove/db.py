@@ -69,8 +69,18 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # Requests that write begin IMMEDIATE (see writing_session_factory): in WAL mode a deferred
+    # transaction that reads and then writes fails at once with "database is locked" when
+    # another writer committed in between; busy_timeout cannot help it.
+    mode = conn.get_execution_options().get("sqlite_begin", "")
+    conn.exec_driver_sql(f"BEGIN {mode}".rstrip())
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+
+
+def writing_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for requests that change data: on SQLite they take the write lock at BEGIN,
+    so concurrent writers queue (busy_timeout) instead of failing; elsewhere no different."""
+    return make_session_factory(engine.execution_options(sqlite_begin="IMMEDIATE"))

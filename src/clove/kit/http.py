@@ -110,7 +110,9 @@ async def get_db(request: Request) -> Session:
     commits and closes it."""
     session: Session | None = request.state._state.get("db")
     if session is None:
-        session = request.app.state.session_factory()
+        reads_only = request.method in ("GET", "HEAD", "OPTIONS")
+        state = request.app.state
+        session = state.session_factory() if reads_only else state.writing_session_factory()
         request.state.db = session
     return session
 
