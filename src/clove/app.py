@@ -20,6 +20,7 @@ from clove.config import Settings, get_settings
 from clove.contact.endpoints import router as contact_router
 from clove.custom_field.endpoints import router as custom_field_router
 from clove.db import make_engine, make_session_factory, writing_session_factory
+from clove.email_template.endpoints import router as email_template_router
 from clove.errors import APIError, MethodNotAllowed, NotFound, ValidationFailed
 from clove.event.endpoints import router as event_router
 from clove.kit.http import error_response
@@ -32,6 +33,7 @@ from clove.ratelimit import Limiter, MemoryLimiter, RedisLimiter
 from clove.role.endpoints import router as role_router
 from clove.saved_search.endpoints import router as saved_search_router
 from clove.search.endpoints import router as search_router
+from clove.unsubscribe.endpoints import router as unsubscribe_router
 from clove.user.endpoints import router as user_router
 
 log = structlog.get_logger(__name__)
@@ -49,6 +51,8 @@ API_ROUTERS = [
     event_router,
     saved_search_router,
     search_router,
+    email_template_router,
+    unsubscribe_router,
 ]
 
 

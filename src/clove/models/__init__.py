@@ -12,6 +12,7 @@ from clove.models.crm import (
     LeadStatus,
 )
 from clove.models.custom_field import CustomField
+from clove.models.email import EmailTemplate, UnsubscribedEmail
 from clove.models.event import Event
 from clove.models.organization import Membership, Organization, User
 from clove.models.saved_search import SavedSearch
@@ -24,6 +25,7 @@ __all__ = [
     "ContactPhone",
     "ContactUrl",
     "CustomField",
+    "EmailTemplate",
     "Event",
     "Lead",
     "LeadAddress",
@@ -34,5 +36,6 @@ __all__ = [
     "OAuthToken",
     "Organization",
     "SavedSearch",
+    "UnsubscribedEmail",
     "User",
 ]
