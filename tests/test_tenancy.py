@@ -30,6 +30,7 @@ from clove.models import (
     LeadStatus,
     Membership,
     SavedSearch,
+    UnsubscribedEmail,
 )
 from tests.conftest import Org
 from tests.test_membership import Member, add_member
@@ -56,7 +57,10 @@ OWNED_IDS: dict[str, Callable[[Victim], list[str]]] = {
     "lead_id": lambda b: b.owned["lead_id"],
     "contact_id": lambda b: b.owned["contact_id"],
     "saved_search_id": lambda b: b.owned["saved_search_id"],
+    "email_address": lambda b: [VICTIM_EMAIL],  # unsubscribed in B only
 }
+
+VICTIM_EMAIL = "victim@example.com"
 
 # Path parameters naming rows of one table: the victim's rows are read from there.
 PARAM_TABLES: dict[str, type[Any]] = {
@@ -140,6 +144,11 @@ def victim(other_org: Org, session_factory: sessionmaker[Session]) -> Victim:
                     type="text",
                 )
             )
+        session.add(
+            UnsubscribedEmail(
+                organization_id=other_org.id, email=VICTIM_EMAIL, email_lower=VICTIM_EMAIL
+            )
+        )
         session.add(
             SavedSearch(
                 id=new_id("save"),

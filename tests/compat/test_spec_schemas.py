@@ -161,6 +161,9 @@ DOCUMENTED: dict[tuple[str, str], Documented] = {
     ("GET", "/event/"): [("", {"data", "cursor_next", "cursor_previous"}), ("data[]", EVENT)],
     ("GET", "/event/{}/"): [("", EVENT)],
     ("DELETE", "/saved_search/{}/"): [("", set())],
+    ("GET", "/unsubscribe/email/"): [("", ENVELOPE), ("data[]", {"email"})],
+    ("POST", "/unsubscribe/email/"): [("", {"email"})],
+    ("DELETE", "/unsubscribe/email/{}/"): [("", {"email"})],
 }
 
 
@@ -261,6 +264,8 @@ def samples(org: Org, known: dict[str, str]) -> dict[tuple[str, str], Sample]:
             {"name": "every lead", "description": "Renamed", "is_shared": True}
         ),
         ("DELETE", "/saved_search/{}/"): Sample({}),
+        ("POST", "/unsubscribe/email/"): Sample({"email": "sample@example.com"}),
+        ("DELETE", "/unsubscribe/email/{}/"): Sample({}),
     }
 
 
@@ -283,6 +288,7 @@ def ids(org: Org, client: TestClient) -> dict[str, str]:
     lead = client.post("/api/v1/lead/", json=lead_body, auth=org.auth).json()
     source = client.post("/api/v1/lead/", json=lead_body, auth=org.auth).json()
     view = client.post("/api/v1/saved_search/", json=CONTACT_VIEW, auth=org.auth).json()
+    client.post("/api/v1/unsubscribe/email/", json={"email": "gone@example.com"}, auth=org.auth)
     return {
         "lead": lead["id"],
         "contact": lead["contact_ids"][0],
@@ -297,6 +303,7 @@ def ids(org: Org, client: TestClient) -> dict[str, str]:
         "custom_field/contact": fields["contact"],
         "custom_field_schema": "lead",
         "saved_search": view["id"],
+        "unsubscribe": "gone@example.com",
     }
 
 

@@ -148,10 +148,12 @@ def serialize_contact(
     emails: list[ContactEmail],
     phones: list[ContactPhone],
     urls: list[ContactUrl],
+    unsubscribed: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """A contact as Close returns it; child rows in their stored order."""
+    """A contact as Close returns it; child rows in their stored order. `unsubscribed` holds
+    the lower-cased addresses the organization no longer mails."""
     email_list = [
-        {"email": e.email, "type": e.type, "is_unsubscribed": False}
+        {"email": e.email, "type": e.type, "is_unsubscribed": e.email_lower in unsubscribed}
         for e in sorted(emails, key=_position)
     ]
     return {

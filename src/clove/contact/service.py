@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from clove.contact.schemas import (
@@ -30,7 +30,7 @@ from clove.event.service import Actor, changes, record_deletion, record_event, r
 from clove.kit.dates import iso_utc, utcnow
 from clove.kit.ids import new_id
 from clove.kit.rows import Listing, assign_changed, insert_rows
-from clove.models import Contact, ContactEmail, ContactPhone, ContactUrl, Lead
+from clove.models import Contact, ContactEmail, ContactPhone, ContactUrl, Lead, UnsubscribedEmail
 
 ChildRow = ContactEmail | ContactPhone | ContactUrl
 CHILD_MODELS: tuple[type[ChildRow], ...] = (ContactEmail, ContactPhone, ContactUrl)
@@ -150,10 +150,12 @@ class Children:
     emails: dict[str, list[ContactEmail]]
     phones: dict[str, list[ContactPhone]]
     urls: dict[str, list[ContactUrl]]
+    unsubscribed: frozenset[str]
 
 
 def _children(session: Session, column: str, ids: Sequence[str]) -> Children:
-    """The email, phone and url rows whose `column` (`contact_id` or `lead_id`) is in `ids`."""
+    """The email, phone and url rows whose `column` (`contact_id` or `lead_id`) is in `ids`,
+    and which of the emails are unsubscribed (in the same query as the emails)."""
 
     def rows(model: type[R]) -> dict[str, list[R]]:
         found: dict[str, list[R]] = defaultdict(list)
@@ -161,7 +163,24 @@ def _children(session: Session, column: str, ids: Sequence[str]) -> Children:
             found[row.contact_id].append(row)
         return found
 
-    return Children(rows(ContactEmail), rows(ContactPhone), rows(ContactUrl))
+    emails: dict[str, list[ContactEmail]] = defaultdict(list)
+    unsubscribed: set[str] = set()
+    query = (
+        select(ContactEmail, UnsubscribedEmail.email_lower)
+        .outerjoin(
+            UnsubscribedEmail,
+            and_(
+                UnsubscribedEmail.organization_id == ContactEmail.organization_id,
+                UnsubscribedEmail.email_lower == ContactEmail.email_lower,
+            ),
+        )
+        .where(getattr(ContactEmail, column).in_(ids))
+    )
+    for email, unsubscribed_as in session.execute(query).tuples():
+        emails[email.contact_id].append(email)
+        if unsubscribed_as is not None:
+            unsubscribed.add(unsubscribed_as)
+    return Children(emails, rows(ContactPhone), rows(ContactUrl), frozenset(unsubscribed))
 
 
 def _serialize(contact: Contact, children: Children) -> dict[str, Any]:
@@ -170,6 +189,7 @@ def _serialize(contact: Contact, children: Children) -> dict[str, Any]:
         children.emails.get(contact.id, []),
         children.phones.get(contact.id, []),
         children.urls.get(contact.id, []),
+        children.unsubscribed,
     )
 
 

@@ -2,8 +2,50 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
+from pydantic import field_validator
+from sqlalchemy.orm import Session
 
-from clove.kit.http import TransactionRoute
+from clove.contact.schemas import EMAIL
+from clove.event.service import Actor
+from clove.kit.http import JSON, TransactionRoute, get_actor, get_db, page, page_params, respond
+from clove.kit.schemas import Body
+from clove.unsubscribe import service
 
 router = APIRouter(route_class=TransactionRoute)
+
+
+class Unsubscribe(Body):
+    email: str
+
+    @field_validator("email")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        value = value.strip()
+        if len(value) > 254 or not EMAIL.fullmatch(value):
+            raise ValueError("Enter a valid email address.")
+        return value
+
+
+@router.get("/unsubscribe/email/")
+def list_unsubscribed(
+    request: Request, db: Session = Depends(get_db), actor: Actor = Depends(get_actor)
+) -> JSON:
+    skip, limit = page_params(request)
+    rows = service.list_unsubscribed(db, actor.organization_id, skip, limit)
+    return respond(page(({"email": r.email} for r in rows), limit), request)
+
+
+@router.post("/unsubscribe/email/", status_code=201)
+def unsubscribe(
+    body: Unsubscribe, db: Session = Depends(get_db), actor: Actor = Depends(get_actor)
+) -> JSON:
+    row = service.unsubscribe(db, actor, body.email)
+    return respond({"email": row.email}, status_code=201)
+
+
+@router.delete("/unsubscribe/email/{email_address}/")
+def resubscribe(
+    email_address: str, db: Session = Depends(get_db), actor: Actor = Depends(get_actor)
+) -> JSON:
+    return respond({"email": service.resubscribe(db, actor, email_address)})
