@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Annotated, Any
 
 import phonenumbers
@@ -131,8 +132,10 @@ def phone_country(e164: str) -> str | None:
     return phonenumbers.region_code_for_number(phonenumbers.parse(e164)) or None
 
 
+@lru_cache(maxsize=8192)
 def format_phone(e164: str) -> str:
-    """Close's `phone_formatted`: the international format, e.g. `+1 650-333-4444`."""
+    """Close's `phone_formatted`: the international format, e.g. `+1 650-333-4444`. Cached:
+    parsing costs ~37 µs, about 15% of a page of 50 leads (bench/crud.py)."""
     try:
         number = phonenumbers.parse(e164)
     except phonenumbers.NumberParseException:
