@@ -76,7 +76,7 @@ from api_overhead import (
 )
 from clove.db import make_engine, normalize_url
 from clove.search.compiler import Scope
-from clove.search.service import _page_size, compile_search, page_statement
+from clove.search.service import compile_search, page_size, page_statement
 from clove.search.tree import parse_search_request
 
 SEARCH_PATH = "/api/v1/data/search/"
@@ -204,7 +204,7 @@ class CloveSql:
         with Session(self.engine) as session:
             scope = Scope(session, self.organization_id, self.user_id, datetime.now(UTC), UTC)
             search = compile_search(scope, request.query, request.sort)
-        limit = _page_size(request)
+        limit = page_size(request)
         if request.results_limit is not None:
             limit = min(limit, request.results_limit)
         out: list[Select[Any]] = []

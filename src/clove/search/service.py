@@ -221,7 +221,7 @@ def run_search(
     """`POST /data/search/`: a page of matches, the next cursor, and counts when asked."""
     scope = make_scope(session, actor, tz)
     search = compile_search(scope, request.query, request.sort)
-    limit = _page_size(request)
+    limit = page_size(request)
     position = decode_cursor(request.cursor or request.legacy_cursor, search)
     returned = position.returned if position else 0
     if request.results_limit is not None:
@@ -246,7 +246,7 @@ def run_search(
     return body
 
 
-def _page_size(request: SearchRequest) -> int:
+def page_size(request: SearchRequest) -> int:
     limit = request.page_limit if request.page_limit is not None else request.limit
     if limit is None:
         return DEFAULT_LIMIT
