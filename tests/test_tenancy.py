@@ -25,6 +25,7 @@ from clove.models import (
     Base,
     Contact,
     CustomField,
+    EmailTemplate,
     Event,
     Lead,
     LeadStatus,
@@ -57,6 +58,7 @@ OWNED_IDS: dict[str, Callable[[Victim], list[str]]] = {
     "lead_id": lambda b: b.owned["lead_id"],
     "contact_id": lambda b: b.owned["contact_id"],
     "saved_search_id": lambda b: b.owned["saved_search_id"],
+    "template_id": lambda b: b.owned["template_id"],
     "email_address": lambda b: [VICTIM_EMAIL],  # unsubscribed in B only
 }
 
@@ -70,6 +72,7 @@ PARAM_TABLES: dict[str, type[Any]] = {
     "lead_id": Lead,
     "contact_id": Contact,
     "saved_search_id": SavedSearch,
+    "template_id": EmailTemplate,
 }
 
 # Path parameters that do not name an organization's object (built-in, shared by everyone).
@@ -84,6 +87,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("PUT", "/api/v1/membership/{membership_id}/pinned_views/"): {"saved_view_ids": ["save_x"]},
     ("PUT", "/api/v1/saved_search/{saved_search_id}/"): {"name": "Taken over", "query": "*"},
+    ("PUT", "/api/v1/email_template/{template_id}/"): {"name": "Taken over", "body": "Mine"},
 }
 
 
@@ -157,6 +161,11 @@ def victim(other_org: Org, session_factory: sessionmaker[Session]) -> Victim:
                 name="Theirs",
                 type="lead",
                 query="*",
+            )
+        )
+        session.add(
+            EmailTemplate(
+                id=new_id("tmpl"), organization_id=other_org.id, name="Theirs", body="Secret"
             )
         )
         record_event(
@@ -235,10 +244,12 @@ def test_bodies_listed_here_are_valid_for_the_callers_own_objects(
     """Keeps BODIES honest: on A's own objects they succeed, so B's 404s above mean something."""
     own = add_member(session_factory, org, "user")
     view = client.post("/api/v1/saved_search/", json={"name": "Own", "query": "*"}, auth=org.auth)
+    template = client.post("/api/v1/email_template/", json={"name": "Own"}, auth=org.auth)
     values = {
         "org_id": org.id,
         "membership_id": own.membership_id,
         "saved_search_id": view.json()["id"],
+        "template_id": template.json()["id"],
     }
     for (method, template), body in BODIES.items():
         path = re.sub(r"{(\w+)}", lambda m: values[m.group(1)], template)

@@ -45,6 +45,7 @@ from clove.models import (
     ApiKey,
     Contact,
     CustomField,
+    EmailTemplate,
     Lead,
     LeadStatus,
     Membership,
@@ -198,7 +199,10 @@ def real_ids(session_factory: sessionmaker[Session], org: Org) -> dict[str, str]
             type="lead",
             s_query={"query": {"type": "object_type", "object_type": "lead"}},
         )
-        session.add_all([lead, view, *fields.values()])
+        template = EmailTemplate(
+            id=new_id("tmpl"), organization_id=org.id, name="Fuzzed", subject="Hi", body=""
+        )
+        session.add_all([lead, view, template, *fields.values()])
         session.flush()
         session.add(contact)
     return {
@@ -215,6 +219,7 @@ def real_ids(session_factory: sessionmaker[Session], org: Org) -> dict[str, str]
         "custom_field/contact": fields["contact"].id,
         "custom_field_schema": "lead",
         "saved_search": view.id,
+        "email_template": template.id,
     }
 
 
@@ -249,6 +254,18 @@ def seed_bodies(org: Org) -> dict[tuple[str, str], Any]:
             "s_query": {"query": {"type": "object_type", "object_type": "lead"}},
         },
         ("PUT", "/saved_search/{}/"): {"name": "Renamed by the fuzzer"},
+        ("POST", "/email_template/"): {"name": "Seeded", "subject": "Hi {{ contact.name }}"},
+        ("PUT", "/email_template/{}/"): {"name": "Renamed by the fuzzer"},
+    }
+
+
+def seed_params(ids: dict[str, str]) -> dict[tuple[str, str], dict[str, str]]:
+    """Valid query parameters per operation that answers 400 without them."""
+    return {
+        ("GET", "/email_template/{}/render/"): {
+            "lead_id": ids["lead"],
+            "contact_id": ids["contact"],
+        },
     }
 
 
@@ -284,6 +301,9 @@ def fuzz(
     seed = seed_bodies(org).get(key)
     if seed is not None:  # a valid request, so that accepted writes are fuzzed too
         strategies.append(operation.as_strategy(path_parameters=real or None, body=seed))
+    params = seed_params(ids).get(key)
+    if params is not None:  # a valid query string, for operations that need one
+        strategies.append(operation.as_strategy(path_parameters=real or None, query=params))
     negative = operation.as_strategy(
         data_generation_method=DataGenerationMethod.negative, path_parameters=real or None
     )

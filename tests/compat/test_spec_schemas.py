@@ -121,6 +121,32 @@ EVENT = {
     "date_updated",
 }
 
+# close-api.md §5.9.
+EMAIL_TEMPLATE = {
+    "id",
+    "name",
+    "subject",
+    "body",
+    "attachments",
+    "is_shared",
+    "is_archived",
+    "organization_id",
+    "created_by",
+    "updated_by",
+    "date_created",
+    "date_updated",
+    "used_by_sequences",
+}
+RENDERED_TEMPLATE = {
+    "subject",
+    "body",
+    "email",
+    "contact_id",
+    "contact_display_name",
+    "lead_id",
+    "lead_display_name",
+}
+
 # (selector, field names): "" is the body, "x[]" every item of the list under "x".
 Documented = list[tuple[str, set[str]]]
 DOCUMENTED: dict[tuple[str, str], Documented] = {
@@ -161,11 +187,16 @@ DOCUMENTED: dict[tuple[str, str], Documented] = {
     ("GET", "/event/"): [("", {"data", "cursor_next", "cursor_previous"}), ("data[]", EVENT)],
     ("GET", "/event/{}/"): [("", EVENT)],
     ("DELETE", "/saved_search/{}/"): [("", set())],
+    ("GET", "/email_template/"): [("", ENVELOPE), ("data[]", EMAIL_TEMPLATE)],
+    ("POST", "/email_template/"): [("", EMAIL_TEMPLATE)],
+    ("GET", "/email_template/{}/"): [("", EMAIL_TEMPLATE)],
+    ("PUT", "/email_template/{}/"): [("", EMAIL_TEMPLATE)],
+    ("DELETE", "/email_template/{}/"): [("", set())],
+    ("GET", "/email_template/{}/render/"): [("", RENDERED_TEMPLATE)],
     ("GET", "/unsubscribe/email/"): [("", ENVELOPE), ("data[]", {"email"})],
     ("POST", "/unsubscribe/email/"): [("", {"email"})],
     ("DELETE", "/unsubscribe/email/{}/"): [("", {"email"})],
 }
-
 
 # Close's documented example of a contact Smart View.
 CONTACT_VIEW = {
@@ -264,6 +295,14 @@ def samples(org: Org, known: dict[str, str]) -> dict[tuple[str, str], Sample]:
             {"name": "every lead", "description": "Renamed", "is_shared": True}
         ),
         ("DELETE", "/saved_search/{}/"): Sample({}),
+        ("POST", "/email_template/"): Sample(
+            {"name": "Intro", "subject": 'Hi {{ contact.first_name|default:"there" }}'}
+        ),
+        ("PUT", "/email_template/{}/"): Sample({"body": "Renamed", "is_shared": True}),
+        ("DELETE", "/email_template/{}/"): Sample({}),
+        ("GET", "/email_template/{}/render/"): Sample(
+            params={"lead_id": known["lead"], "contact_id": known["contact"]}
+        ),
         ("POST", "/unsubscribe/email/"): Sample({"email": "sample@example.com"}),
         ("DELETE", "/unsubscribe/email/{}/"): Sample({}),
     }
@@ -288,6 +327,9 @@ def ids(org: Org, client: TestClient) -> dict[str, str]:
     lead = client.post("/api/v1/lead/", json=lead_body, auth=org.auth).json()
     source = client.post("/api/v1/lead/", json=lead_body, auth=org.auth).json()
     view = client.post("/api/v1/saved_search/", json=CONTACT_VIEW, auth=org.auth).json()
+    template = client.post(
+        "/api/v1/email_template/", json={"name": "Sample", "body": "Hi"}, auth=org.auth
+    ).json()
     client.post("/api/v1/unsubscribe/email/", json={"email": "gone@example.com"}, auth=org.auth)
     return {
         "lead": lead["id"],
@@ -303,6 +345,7 @@ def ids(org: Org, client: TestClient) -> dict[str, str]:
         "custom_field/contact": fields["contact"],
         "custom_field_schema": "lead",
         "saved_search": view["id"],
+        "email_template": template["id"],
         "unsubscribe": "gone@example.com",
     }
 
