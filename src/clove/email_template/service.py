@@ -21,7 +21,7 @@ from clove.email_template.schemas import (
     serialize_email_template,
 )
 from clove.errors import ValidationFailed, object_not_found
-from clove.event.service import Actor, record_deletion, record_event, record_update
+from clove.event.service import Actor, record_creation, record_deletion, record_update
 from clove.kit.dates import utcnow
 from clove.kit.ids import new_id
 from clove.models import Contact, ContactEmail, EmailTemplate
@@ -86,14 +86,12 @@ def create_email_template(
     )
     session.add(template)
     session.flush()
-    record_event(
+    record_creation(
         session,
         actor,
         object_type=OBJECT_TYPE,
-        action="created",
-        object_id=template.id,
-        lead_id=None,
         data=serialize_email_template(template),
+        lead_id=None,
     )
     return template
 

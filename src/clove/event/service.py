@@ -114,6 +114,21 @@ def record_update(
     return bool(changed)
 
 
+def record_creation(
+    session: Session, actor: Actor, *, object_type: str, data: dict[str, Any], lead_id: str | None
+) -> None:
+    """Adds a `created` event: the whole new object as its data."""
+    record_event(
+        session,
+        actor,
+        object_type=object_type,
+        action="created",
+        object_id=data["id"],
+        lead_id=lead_id,
+        data=data,
+    )
+
+
 def record_deletion(
     session: Session,
     actor: Actor,

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from clove.errors import ValidationFailed, object_not_found
-from clove.event.service import Actor, record_deletion, record_event, record_update
+from clove.event.service import Actor, record_creation, record_deletion, record_update
 from clove.kit.dates import iso_utc, utcnow
 from clove.kit.ids import new_id
 from clove.models import Membership, SavedSearch
@@ -122,14 +122,8 @@ def create_saved_search(session: Session, actor: Actor, body: SavedSearchCreate)
     )
     session.add(view)
     session.flush()
-    record_event(
-        session,
-        actor,
-        object_type=OBJECT_TYPE,
-        action="created",
-        object_id=view.id,
-        lead_id=None,
-        data=serialize_saved_search(view),
+    record_creation(
+        session, actor, object_type=OBJECT_TYPE, data=serialize_saved_search(view), lead_id=None
     )
     return view
 
