@@ -12,6 +12,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
+from clove.auth.service import AuthContext
 from clove.event.service import Actor
 from clove.search.service import compile_search, make_scope
 from clove.search.tree import parse_node
@@ -39,9 +40,7 @@ def plan(session: Session, org: Org, query: dict[str, Any]) -> str:
     return "\n".join(row[0] for row in rows)
 
 
-def _auth(org: Org) -> Any:
-    from clove.auth.service import AuthContext
-
+def _auth(org: Org) -> AuthContext:
     return AuthContext(org.id, org.user_id, org.membership_id, "admin")
 
 

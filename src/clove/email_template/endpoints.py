@@ -23,6 +23,7 @@ from clove.kit.http import (
     page_params,
     respond,
 )
+from clove.search.service import request_timezone
 
 router = APIRouter(route_class=TransactionRoute)
 
@@ -110,8 +111,6 @@ def render_email_template(
     actor: Actor = Depends(get_actor),
 ) -> JSON:
     """Either `lead_id` + `contact_id`, or a text `query` with `entry` (0-99) and `mode`."""
-    from clove.search.service import request_timezone
-
     params = request.query_params
     template = service.get_email_template(db, actor.organization_id, template_id)
     lead_id = (params.get("lead_id") or "").strip()

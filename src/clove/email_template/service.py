@@ -25,6 +25,7 @@ from clove.event.service import Actor, record_creation, record_deletion, record_
 from clove.kit.dates import utcnow
 from clove.kit.ids import new_id
 from clove.models import Contact, ContactEmail, EmailTemplate
+from clove.search.service import matching_ids, text_search
 
 OBJECT_TYPE = "email_template"
 
@@ -173,8 +174,6 @@ def render_entry(
     """The template rendered for the `entry`-th match of a text query: in `contact` mode the
     entry-th matching contact with an email address, in `lead` mode the first contact (with an
     email address) of the entry-th matching lead that has one; `{}` past the last entry."""
-    from clove.search.service import matching_ids, text_search
-
     search = text_search(session, actor, tz, text, mode)
     table = search.kind.table
     has_email = select(ContactEmail.contact_id if mode == "contact" else ContactEmail.lead_id)

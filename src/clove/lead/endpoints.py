@@ -12,6 +12,7 @@ from clove.kit.http import JSON, TransactionRoute, get_actor, get_db, page_param
 from clove.kit.rows import Listing
 from clove.lead import service
 from clove.lead.schemas import LeadCreate, LeadMerge, LeadUpdate
+from clove.search import service as search_service
 
 router = APIRouter(route_class=TransactionRoute)
 
@@ -24,8 +25,6 @@ def base_url(request: Request) -> str:
 
 def text_search(request: Request, db: Session, actor: Actor, object_type: str) -> Listing | None:
     """The condition and order of the request's `query` text, or None without one."""
-    from clove.search import service as search_service
-
     query = request.query_params.get("query", "").strip()
     if not query:
         return None

@@ -50,6 +50,7 @@ from clove.search.fields import (
     ObjectKind,
     Relation,
 )
+from clove.search.text_query import SessionNames, parse_text_query
 from clove.search.tree import (
     AndNode,
     Condition,
@@ -565,8 +566,6 @@ def saved_query(view: SavedSearch, scope: Scope) -> Node:
     if view.s_query and isinstance(view.s_query, dict) and "query" in view.s_query:
         query = view.s_query["query"]
     else:
-        from clove.search.text_query import SessionNames, parse_text_query
-
         names = SessionNames(scope.session, scope.organization_id)
         parsed = parse_text_query(view.query or "", view.type, names).query
         query = parsed.model_dump(mode="json")

@@ -122,7 +122,7 @@ def _location(t: FromClause) -> Expr:
 
 
 def _lead_fields() -> dict[str, FieldDef]:
-    fields = {
+    return {
         "id": _reference("id", "lead"),
         "name": _text("name"),
         # Sorting and matching use the lead's own name; Close falls back to the first
@@ -142,9 +142,8 @@ def _lead_fields() -> dict[str, FieldDef]:
         "num_email_addresses": _count(EMAIL, "lead_id"),
         "num_phone_numbers": _count(PHONE, "lead_id"),
         "num_addresses": _count(ADDRESS, "lead_id"),
+        "organization_id": _reference("organization_id", "organization"),
     }
-    fields["organization_id"] = _reference("organization_id", "organization")
-    return fields
 
 
 def _contact_fields() -> dict[str, FieldDef]:

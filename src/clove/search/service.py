@@ -37,6 +37,7 @@ from clove.lead import service as lead_service
 from clove.models import Contact, Lead, User
 from clove.search.compiler import Compiler, Scope, bad
 from clove.search.fields import KINDS, TOP_LEVEL, Expr, ObjectKind
+from clove.search.text_query import SessionNames, parse_text_query
 from clove.search.tree import (
     AndNode,
     Node,
@@ -102,8 +103,6 @@ def request_timezone(request: Request, session: Session, actor: Actor) -> tzinfo
 
 def text_search(session: Session, actor: Actor, tz: tzinfo, text: str, object_type: str) -> Search:
     """A text query (`GET /lead/?query=...`) compiled like a query tree."""
-    from clove.search.text_query import SessionNames, parse_text_query
-
     parsed = parse_text_query(text, object_type, SessionNames(session, actor.organization_id))
     try:
         search = compile_search(make_scope(session, actor, tz), parsed.query, parsed.sort)

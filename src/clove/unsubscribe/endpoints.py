@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import field_validator
 from sqlalchemy.orm import Session
 
-from clove.contact.schemas import EMAIL
 from clove.event.service import Actor
 from clove.kit.http import JSON, TransactionRoute, get_actor, get_db, page, page_params, respond
-from clove.kit.schemas import Body
 from clove.unsubscribe import service
+from clove.unsubscribe.schemas import Unsubscribe
 
 router = APIRouter(route_class=TransactionRoute)
-
-
-class Unsubscribe(Body):
-    email: str
-
-    @field_validator("email")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        value = value.strip()
-        if len(value) > 254 or not EMAIL.fullmatch(value):
-            raise ValueError("Enter a valid email address.")
-        return value
 
 
 @router.get("/unsubscribe/email/")
