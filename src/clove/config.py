@@ -30,6 +30,16 @@ class Settings(BaseSettings):
     # on SQLite and +22% on PostgreSQL going from 40 to 4 (bench/README.md).
     threads: int = Field(default=4, ge=1, le=256)
 
+    # Key for credentials stored encrypted (SMTP passwords); see clove.kit.secrets.
+    secret_key: str | None = None
+    secret_key_file: str = "./clove.key"
+
+    # The sequence engine: how often an idle worker looks for due steps, how long a claim is
+    # held before another worker may take it over, and how many steps it claims at a time.
+    worker_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    worker_lease_seconds: float = Field(default=300, gt=0)
+    worker_batch_size: int = Field(default=200, ge=1, le=5000)
+
     oauth_access_token_seconds: int = 3600
     log_level: str = "info"
     log_json: bool = False

@@ -1,5 +1,7 @@
 """ORM tables, one module per area. Importing this package registers them all."""
 
+from clove.models.account import ConnectedAccount, PhoneNumber, SendAs
+from clove.models.activity import EmailActivity, Task
 from clove.models.auth import ApiKey, OAuthApp, OAuthCode, OAuthToken
 from clove.models.base import Base
 from clove.models.crm import (
@@ -16,15 +18,18 @@ from clove.models.email import EmailTemplate, UnsubscribedEmail
 from clove.models.event import Event
 from clove.models.organization import Membership, Organization, User
 from clove.models.saved_search import SavedSearch
+from clove.models.sequence import Sequence, SequenceStep, SequenceStepRun, SequenceSubscription
 
 __all__ = [
     "ApiKey",
     "Base",
+    "ConnectedAccount",
     "Contact",
     "ContactEmail",
     "ContactPhone",
     "ContactUrl",
     "CustomField",
+    "EmailActivity",
     "EmailTemplate",
     "Event",
     "Lead",
@@ -35,7 +40,14 @@ __all__ = [
     "OAuthCode",
     "OAuthToken",
     "Organization",
+    "PhoneNumber",
     "SavedSearch",
+    "SendAs",
+    "Sequence",
+    "SequenceStep",
+    "SequenceStepRun",
+    "SequenceSubscription",
+    "Task",
     "UnsubscribedEmail",
     "User",
 ]
