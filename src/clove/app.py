@@ -14,9 +14,11 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from clove.activity.endpoints import router as activity_router
 from clove.api_key.endpoints import router as api_key_router
 from clove.auth.service import Authenticator
 from clove.config import Settings, get_settings
+from clove.connected_account.endpoints import router as connected_account_router
 from clove.contact.endpoints import router as contact_router
 from clove.custom_field.endpoints import router as custom_field_router
 from clove.db import make_engine, make_session_factory, writing_session_factory
@@ -29,10 +31,14 @@ from clove.lead_status.endpoints import router as lead_status_router
 from clove.membership.endpoints import router as membership_router
 from clove.middleware import ApiEdge
 from clove.organization.endpoints import router as organization_router
+from clove.phone_number.endpoints import router as phone_number_router
 from clove.ratelimit import Limiter, MemoryLimiter, RedisLimiter
 from clove.role.endpoints import router as role_router
 from clove.saved_search.endpoints import router as saved_search_router
 from clove.search.endpoints import router as search_router
+from clove.send_as.endpoints import router as send_as_router
+from clove.sequence.endpoints import router as sequence_router
+from clove.task.endpoints import router as task_router
 from clove.unsubscribe.endpoints import router as unsubscribe_router
 from clove.user.endpoints import router as user_router
 
@@ -53,6 +59,12 @@ API_ROUTERS = [
     search_router,
     email_template_router,
     unsubscribe_router,
+    connected_account_router,
+    send_as_router,
+    phone_number_router,
+    sequence_router,
+    activity_router,
+    task_router,
 ]
 
 

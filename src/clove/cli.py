@@ -10,6 +10,7 @@ from rich.console import Console
 from sqlalchemy import Engine, func, select
 
 from clove.config import get_settings
+from clove.connected_account.cli import account_app
 from clove.db import make_engine, make_session_factory
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ oauth_app = typer.Typer(help="OAuth2 applications.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(oauth_app, name="oauth-app")
+app.add_typer(account_app, name="account")
 
 err = Console(stderr=True)
 out = Console(soft_wrap=True)
