@@ -76,7 +76,17 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
-        yield
+        if not settings.embedded_worker:
+            yield
+            return
+        from clove.worker.runner import start_in_thread
+
+        thread, stop = start_in_thread(writing_session_factory(engine), settings)
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=30)
 
     app = FastAPI(
         lifespan=lifespan,

@@ -237,8 +237,8 @@ def serve(
         out.print(f"Try: curl -u {key}: {base}me/")
     else:
         out.print("Need a key? clove apikey create --email admin@example.com")
-    if no_worker:
-        os.environ["CLOVE_NO_WORKER"] = "1"
+    if not no_worker:
+        os.environ["CLOVE_EMBEDDED_WORKER"] = "1"  # read by the app's settings in each process
     engine.dispose()
     uvicorn.run(
         "clove.app:create_app",
@@ -250,6 +250,37 @@ def serve(
         log_level="warning",
         proxy_headers=False,
     )
+
+
+@app.command()
+def worker(
+    database_url: DatabaseUrl = None,
+    once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit")] = False,
+) -> None:
+    """Run background work (sequence steps) until interrupted; scale out by starting more."""
+    import signal
+    import threading
+
+    from clove.db import writing_session_factory
+    from clove.kit.logging import configure_logging
+    from clove.worker.runner import Worker
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    engine = _engine(database_url)
+    runner = Worker(writing_session_factory(engine), get_settings())
+    if once:
+        total = 0
+        while done := runner.run_once():
+            total += done
+        runner.sequences.close()
+        err.print(f"Worked through {total} due item(s).")
+        return
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    err.print("Clove worker running; Ctrl-C stops it.")
+    runner.run(stop)
 
 
 def _first_run_key(engine: Engine) -> str | None:

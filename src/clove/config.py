@@ -36,6 +36,8 @@ class Settings(BaseSettings):
 
     # The sequence engine: how often an idle worker looks for due steps, how long a claim is
     # held before another worker may take it over, and how many steps it claims at a time.
+    # `clove serve` sets this unless --no-worker: the API process also runs one worker thread.
+    embedded_worker: bool = False
     worker_poll_seconds: float = Field(default=0.5, gt=0, le=60)
     worker_lease_seconds: float = Field(default=300, gt=0)
     worker_batch_size: int = Field(default=200, ge=1, le=5000)

@@ -43,9 +43,9 @@ def _classify(exc: Exception, *, logging_in: bool) -> SmtpFailure:
     if isinstance(exc, SmtpFailure):
         return exc
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        code, text = next(iter(exc.recipients.values()))
+        code, reply = next(iter(exc.recipients.values()))
         kind: Kind = "bounce" if code >= 500 else "temporary"
-        return SmtpFailure(kind, f"{code} {_reply_text(text)}", code)
+        return SmtpFailure(kind, f"{code} {_reply_text(reply)}", code)
     if isinstance(exc, smtplib.SMTPResponseException):
         code = exc.smtp_code
         text = f"{code} {_reply_text(exc.smtp_error)}"

@@ -15,7 +15,8 @@ string, such as `''.__class__`) renders as empty text rather than failing.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import ChainableUndefined, TemplateError, TemplateSyntaxError, nodes
@@ -170,6 +171,14 @@ def _problem(node: nodes.Node) -> str | None:
 
 
 def _compile(field: str, source: str, env: TemplateEnvironment) -> Any:
+    return _compiled(field, source, env is HTML)
+
+
+@lru_cache(maxsize=512)
+def _compiled(field: str, source: str, html: bool) -> Any:
+    """The checked, compiled template (cached: a sequence step renders one template for
+    thousands of contacts; templates are immutable, a failure is not cached)."""
+    env = HTML if html else PLAIN
     text = to_jinja(source)
     try:
         tree = env.parse(text)
@@ -312,27 +321,94 @@ def template_context(
     if lead is not None and first_contact is None:
         first_contact = first_contact_of(session, lead.id)
     if lead is not None:
-        context["lead"] = {
-            "id": lead.id,
-            "name": lead.name or "",
-            "display_name": lead.name or (first_contact.name if first_contact else None) or "",
-            "url": lead.url or "",
-            "description": lead.description or "",
-            "custom": _custom(lead.custom, names.get("lead", {})),
-        }
+        context["lead"] = _lead_variables(
+            lead, first_contact.name if first_contact else None, names
+        )
     if contact is not None:
-        full = (contact.name or "").strip()
-        first, _, last = full.partition(" ")
-        context["contact"] = {
-            "id": contact.id,
-            "name": full,
-            "first_name": first,
-            "last_name": last.strip(),
-            "title": contact.title or "",
-            "email": first_email(session, contact.id) or "",
-            "custom": _custom(contact.custom, names.get("contact", {})),
-        }
+        email = first_email(session, contact.id)
+        context["contact"] = _contact_variables(contact, email, names)
     return {key: _plain(value) for key, value in context.items()}
+
+
+def _lead_variables(
+    lead: Lead, first_contact_name: str | None, names: Mapping[str, Mapping[str, str]]
+) -> dict[str, Any]:
+    return {
+        "id": lead.id,
+        "name": lead.name or "",
+        "display_name": lead.name or first_contact_name or "",
+        "url": lead.url or "",
+        "description": lead.description or "",
+        "custom": _custom(lead.custom, names.get("lead", {})),
+    }
+
+
+def _contact_variables(
+    contact: Contact, email: str | None, names: Mapping[str, Mapping[str, str]]
+) -> dict[str, Any]:
+    full = (contact.name or "").strip()
+    first, _, last = full.partition(" ")
+    return {
+        "id": contact.id,
+        "name": full,
+        "first_name": first,
+        "last_name": last.strip(),
+        "title": contact.title or "",
+        "email": email or "",
+        "custom": _custom(contact.custom, names.get("contact", {})),
+    }
+
+
+def template_contexts(
+    session: Session, organization_id: str, items: Sequence[tuple[str, str, str | None]]
+) -> list[dict[str, Any]]:
+    """`template_context` for many (lead_id, contact_id, user_id) at once, in a fixed number of
+    queries. Ids are trusted (the caller's own rows); a missing one leaves its variables empty."""
+    lead_ids = {lead_id for lead_id, _, _ in items}
+    contact_ids = {contact_id for _, contact_id, _ in items}
+    user_ids = {user_id for _, _, user_id in items if user_id}
+    leads = {lead.id: lead for lead in session.scalars(select(Lead).where(Lead.id.in_(lead_ids)))}
+    contacts = {
+        c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(contact_ids)))
+    }
+    first_names = _first_contact_names(session, lead_ids)
+    emails: dict[str, str] = {}
+    for contact_id, email in session.execute(
+        select(ContactEmail.contact_id, ContactEmail.email)
+        .where(ContactEmail.contact_id.in_(contact_ids))
+        .order_by(ContactEmail.contact_id, ContactEmail.position.desc(), ContactEmail.id.desc())
+    ).tuples():
+        emails[contact_id] = email  # the last one written per contact is its first email
+    users = {u.id: u for u in session.scalars(select(User).where(User.id.in_(user_ids)))}
+    names = _custom_field_names(session, organization_id)
+    organization = session.get(Organization, organization_id)
+    org_variables = {"id": organization_id, "name": organization.name if organization else ""}
+    out = []
+    for lead_id, contact_id, user_id in items:
+        lead, contact = leads.get(lead_id), contacts.get(contact_id)
+        context = {
+            "organization": org_variables,
+            "user": _user_variables(users.get(user_id) if user_id else None),
+            "lead": _lead_variables(lead, first_names.get(lead_id), names) if lead else {},
+            "contact": (
+                _contact_variables(contact, emails.get(contact_id), names) if contact else {}
+            ),
+        }
+        out.append({key: _plain(value) for key, value in context.items()})
+    return out
+
+
+def _first_contact_names(session: Session, lead_ids: set[str]) -> dict[str, str | None]:
+    """lead id -> the name of its first contact."""
+    found: dict[str, str | None] = {}
+    rows = session.execute(
+        select(Contact.lead_id, Contact.name)
+        .where(Contact.lead_id.in_(lead_ids))
+        .order_by(Contact.lead_id, Contact.date_created.desc(), Contact.id.desc())
+    ).tuples()
+    for lead_id, name in rows:
+        found[lead_id] = name  # the last one per lead is its first contact
+    return found
 
 
 def first_contact_of(session: Session, lead_id: str) -> Contact | None:

@@ -1,0 +1,62 @@
+"""The background worker: runs due sequence steps until told to stop.
+
+`clove worker` runs it in the foreground; `clove serve` runs one in a thread beside the API
+(unless `--no-worker`). Any number may run against one database: work is claimed with leases.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import structlog
+from sqlalchemy.orm import Session, sessionmaker
+
+from clove.config import Settings
+from clove.kit.dates import utcnow
+from clove.sequence.engine import Clock, SequenceEngine
+
+log = structlog.get_logger(__name__)
+
+
+class Worker:
+    def __init__(
+        self, session_factory: sessionmaker[Session], settings: Settings, clock: Clock = utcnow
+    ) -> None:
+        self.settings = settings
+        self.sequences = SequenceEngine(
+            session_factory,
+            clock=clock,
+            lease_seconds=settings.worker_lease_seconds,
+            batch_size=settings.worker_batch_size,
+        )
+
+    def run_once(self) -> int:
+        """One pass over every kind of work; how many items it took."""
+        return self.sequences.run_once()
+
+    def run(self, stop: threading.Event) -> None:
+        """Works until `stop` is set; sleeps `worker_poll_seconds` only when nothing was due."""
+        log.info("worker_started")
+        try:
+            while not stop.is_set():
+                try:
+                    done = self.run_once()
+                except Exception:  # a bug or a lost database must not end the loop
+                    log.exception("worker_pass_failed")
+                    done = 0
+                if not done:
+                    stop.wait(self.settings.worker_poll_seconds)
+        finally:
+            self.sequences.close()
+            log.info("worker_stopped")
+
+
+def start_in_thread(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> tuple[threading.Thread, threading.Event]:
+    """A daemon thread running a Worker, and the event that stops it."""
+    stop = threading.Event()
+    worker = Worker(session_factory, settings)
+    thread = threading.Thread(target=worker.run, args=(stop,), name="clove-worker", daemon=True)
+    thread.start()
+    return thread, stop
