@@ -21,6 +21,9 @@ from tests.conftest import test_settings as settings_for
 def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     # The CLI exports CLOVE_DATABASE_URL for the processes it starts; undo that afterwards.
     monkeypatch.delenv("CLOVE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CLOVE_SECRET_KEY", raising=False)
+    monkeypatch.setenv("CLOVE_SECRET_KEY_FILE", str(tmp_path / "clove.key"))
+    get_settings.cache_clear()
     yield f"sqlite:///{tmp_path / 'cli.db'}"
     get_settings.cache_clear()
 
@@ -128,3 +131,22 @@ def test_unreachable_database_is_exit_code_2(tmp_path: Path, db_url: str) -> Non
     result = run("db", "upgrade", "--database-url", url)
     assert result.exit_code == 2
     assert "Cannot prepare the database" in result.stderr
+
+
+def test_init_creates_the_secret_key_file_once_readable_only_by_its_owner(
+    db_url: str, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "clove.key"
+    assert (
+        run("init", "--org", "A", "--email", "a@example.com", "--database-url", db_url).exit_code
+        == 0
+    )
+    key = key_file.read_bytes()
+    assert len(key.strip()) == 44  # a Fernet key
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert (
+        "Created"
+        in run("init", "--org", "B", "--email", "b@example.com", "--database-url", db_url).stderr
+        or key_file.read_bytes() == key
+    )
+    assert key_file.read_bytes() == key  # never replaced: stored passwords need the same key

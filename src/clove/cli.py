@@ -37,6 +37,18 @@ DatabaseUrl = Annotated[
 ]
 
 
+def _ensure_secret_key() -> None:
+    """Creates the key that encrypts stored passwords, once, when none is configured."""
+    from clove.kit.secrets import ensure_key_file
+
+    created = ensure_key_file(get_settings())
+    if created:
+        err.print(
+            f"Created {created} (the key for stored SMTP passwords). Keep it with the database;"
+            " every Clove process needs the same key (or set CLOVE_SECRET_KEY)."
+        )
+
+
 def _engine(database_url: str | None) -> Engine:
     """An engine on the chosen database, migrated to the newest schema."""
     from clove.migrate import upgrade
@@ -76,6 +88,7 @@ def init(
         err.print(f"[red]{email!r} is not an email address.[/red]")
         raise typer.Exit(2)
     engine = _engine(database_url)
+    _ensure_secret_key()
     with make_session_factory(engine).begin() as session:
         org_row, user, _key, secret = create_organization(
             session, org, email, first_name, last_name
@@ -228,6 +241,7 @@ def serve(
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     engine = _engine(database_url)
+    _ensure_secret_key()
     base = f"http://{host}:{port}/api/v1/"
     key = _first_run_key(engine)
     out.print(f"Clove is serving the Close API at [bold]{base}[/bold]")
@@ -268,6 +282,7 @@ def worker(
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     engine = _engine(database_url)
+    _ensure_secret_key()
     runner = Worker(writing_session_factory(engine), get_settings())
     if once:
         total = 0
