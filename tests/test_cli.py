@@ -145,3 +145,9 @@ def test_init_creates_the_secret_key_file_once_readable_only_by_its_owner(
     again = run("init", "--org", "B", "--email", "b@example.com", "--database-url", db_url)
     assert again.exit_code == 0 and "Created" not in again.stderr
     assert key_file.read_bytes() == key  # never replaced: stored passwords need the same key
+
+
+def test_worker_once_runs_what_is_due_and_exits(db_url: str) -> None:
+    result = run("worker", "--once", "--database-url", db_url)
+    assert result.exit_code == 0, result.output
+    assert "Worked through 0 due item(s)." in result.stderr

@@ -565,3 +565,18 @@ def test_the_worker_thread_picks_up_new_work_within_a_second(
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def test_the_app_runs_a_worker_thread_only_when_embedded(database_url: str, engine: Engine) -> None:
+    from clove.app import create_app
+    from tests.conftest import test_settings
+
+    def workers() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name == "clove-worker"]
+
+    with TestClient(create_app(test_settings(database_url), engine)):
+        assert workers() == []
+    embedded = test_settings(database_url, embedded_worker=True, worker_poll_seconds=0.05)
+    with TestClient(create_app(embedded, engine)):
+        assert workers() == ["clove-worker"]
+    assert workers() == []
