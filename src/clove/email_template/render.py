@@ -25,6 +25,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from clove.email.message import looks_like_html
 from clove.errors import ValidationFailed, field_error, object_not_found
 from clove.models import Contact, ContactEmail, CustomField, Lead, Organization, User
 
@@ -135,7 +136,6 @@ _TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 _DJANGO_DEFAULT = re.compile(
     r"""\|\s*(default|d)\s*:\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[A-Za-z_][\w.]*)"""
 )
-_HTML_TAG = re.compile(r"<[A-Za-z][^>]*>")
 
 
 def to_jinja(source: str) -> str:
@@ -149,10 +149,6 @@ def _unquote(tag: str) -> str:
     for entity, quote in (("&quot;", '"'), ("&#34;", '"'), ("&#39;", "'"), ("&#x27;", "'")):
         tag = tag.replace(entity, quote)
     return tag
-
-
-def looks_like_html(text: str) -> bool:
-    return bool(_HTML_TAG.search(text))
 
 
 def _problem(node: nodes.Node) -> str | None:

@@ -58,31 +58,60 @@ def record_event(
     meta: dict[str, Any] | None = None,
 ) -> Event:
     """Adds one event row to the session (flushed with the change it describes)."""
-    now = utcnow()
     event = Event(
-        id=new_id("ev"),
-        organization_id=actor.organization_id,
-        object_type=object_type,
-        object_id=object_id,
-        lead_id=lead_id,
-        action=action,
-        user_id=actor.user_id,
-        request_id=actor.request_id,
-        api_key_id=actor.ctx.api_key_id,
-        oauth_client_id=actor.ctx.oauth_client_id,
-        data=data,
-        previous_data=previous_data if previous_data is not None else {},
-        changed_fields=changed_fields or [],
-        meta={
+        **event_values(
+            actor,
+            object_type=object_type,
+            action=action,
+            object_id=object_id,
+            lead_id=lead_id,
+            data=data,
+            previous_data=previous_data,
+            changed_fields=changed_fields,
+            meta=meta,
+        )
+    )
+    session.add(event)
+    return event
+
+
+def event_values(
+    actor: Actor,
+    *,
+    object_type: str,
+    action: str,
+    object_id: str | None,
+    lead_id: str | None,
+    data: dict[str, Any] | None,
+    previous_data: dict[str, Any] | None = None,
+    changed_fields: list[str] | None = None,
+    meta: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The column values of one event row (for `record_event`, or a bulk INSERT of many)."""
+    now = now or utcnow()
+    return {
+        "id": new_id("ev"),
+        "organization_id": actor.organization_id,
+        "object_type": object_type,
+        "object_id": object_id,
+        "lead_id": lead_id,
+        "action": action,
+        "user_id": actor.user_id,
+        "request_id": actor.request_id,
+        "api_key_id": actor.ctx.api_key_id,
+        "oauth_client_id": actor.ctx.oauth_client_id,
+        "data": data,
+        "previous_data": previous_data if previous_data is not None else {},
+        "changed_fields": changed_fields or [],
+        "meta": {
             "request_method": actor.request_method,
             "request_path": actor.request_path,
             **(meta or {}),
         },
-        date_created=now,
-        date_updated=now,
-    )
-    session.add(event)
-    return event
+        "date_created": now,
+        "date_updated": now,
+    }
 
 
 def record_update(
