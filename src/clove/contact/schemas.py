@@ -152,9 +152,11 @@ def serialize_contact(
     phones: list[ContactPhone],
     urls: list[ContactUrl],
     unsubscribed: frozenset[str] = frozenset(),
+    subscriptions: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A contact as Close returns it; child rows in their stored order. `unsubscribed` holds
-    the lower-cased addresses the organization no longer mails."""
+    the lower-cased addresses the organization no longer mails; `subscriptions` its sequence
+    subscriptions (BasicSubscriptionInfoForContact)."""
     email_list = [
         {"email": e.email, "type": e.type, "is_unsubscribed": e.email_lower in unsubscribed}
         for e in sorted(emails, key=_position)
@@ -179,7 +181,7 @@ def serialize_contact(
         "urls": [{"url": u.url, "type": u.type} for u in sorted(urls, key=_position)],
         "integration_links": [],
         "recent_calls": [],
-        "subscriptions": [],
+        "subscriptions": subscriptions or [],
         "timezone": None,
         "created_by": contact.created_by,
         "updated_by": contact.updated_by,

@@ -31,6 +31,7 @@ from clove.kit.dates import iso_utc, utcnow
 from clove.kit.ids import new_id
 from clove.kit.rows import Listing, assign_changed, insert_rows
 from clove.models import Contact, ContactEmail, ContactPhone, ContactUrl, Lead, UnsubscribedEmail
+from clove.sequence.service import contact_subscriptions
 
 ChildRow = ContactEmail | ContactPhone | ContactUrl
 CHILD_MODELS: tuple[type[ChildRow], ...] = (ContactEmail, ContactPhone, ContactUrl)
@@ -114,7 +115,7 @@ def child_rows(
 
 
 def serialized(session: Session, contacts: Sequence[Contact]) -> list[dict[str, Any]]:
-    """The contacts as Close returns them, in the given order: three queries in all."""
+    """The contacts as Close returns them, in the given order: four queries in all."""
     if not contacts:
         return []
     children = _children(session, "contact_id", [c.id for c in contacts])
@@ -124,7 +125,7 @@ def serialized(session: Session, contacts: Sequence[Contact]) -> list[dict[str, 
 def serialized_by_lead(
     session: Session, lead_ids: Sequence[str]
 ) -> dict[str, list[dict[str, Any]]]:
-    """Each lead's contacts as Close returns them, oldest first: four queries in all."""
+    """Each lead's contacts as Close returns them, oldest first: five queries in all."""
     by_lead: dict[str, list[dict[str, Any]]] = {lead_id: [] for lead_id in lead_ids}
     if not lead_ids:
         return by_lead
@@ -151,11 +152,13 @@ class Children:
     phones: dict[str, list[ContactPhone]]
     urls: dict[str, list[ContactUrl]]
     unsubscribed: frozenset[str]
+    subscriptions: dict[str, list[dict[str, Any]]]
 
 
 def _children(session: Session, column: str, ids: Sequence[str]) -> Children:
     """The email, phone and url rows whose `column` (`contact_id` or `lead_id`) is in `ids`,
-    and which of the emails are unsubscribed (in the same query as the emails)."""
+    which of the emails are unsubscribed (in the same query as the emails), and the contacts'
+    sequence subscriptions."""
 
     def rows(model: type[R]) -> dict[str, list[R]]:
         found: dict[str, list[R]] = defaultdict(list)
@@ -180,7 +183,13 @@ def _children(session: Session, column: str, ids: Sequence[str]) -> Children:
         emails[email.contact_id].append(email)
         if unsubscribed_as is not None:
             unsubscribed.add(unsubscribed_as)
-    return Children(emails, rows(ContactPhone), rows(ContactUrl), frozenset(unsubscribed))
+    return Children(
+        emails,
+        rows(ContactPhone),
+        rows(ContactUrl),
+        frozenset(unsubscribed),
+        contact_subscriptions(session, column, ids),
+    )
 
 
 def _serialize(contact: Contact, children: Children) -> dict[str, Any]:
@@ -190,6 +199,7 @@ def _serialize(contact: Contact, children: Children) -> dict[str, Any]:
         children.phones.get(contact.id, []),
         children.urls.get(contact.id, []),
         children.unsubscribed,
+        children.subscriptions.get(contact.id, []),
     )
 
 

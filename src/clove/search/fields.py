@@ -13,7 +13,15 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, Table, func, literal_column, select
 
-from clove.models import Contact, ContactEmail, ContactPhone, Lead, LeadAddress, LeadStatus
+from clove.models import (
+    Contact,
+    ContactEmail,
+    ContactPhone,
+    Lead,
+    LeadAddress,
+    LeadStatus,
+    SequenceSubscription,
+)
 
 Expr = ColumnElement[Any]
 Column = Callable[[FromClause], Expr]
@@ -109,6 +117,7 @@ EMAIL: Table = ContactEmail.__table__  # type: ignore[assignment]
 PHONE: Table = ContactPhone.__table__  # type: ignore[assignment]
 ADDRESS: Table = LeadAddress.__table__  # type: ignore[assignment]
 STATUS: Table = LeadStatus.__table__  # type: ignore[assignment]
+SUBSCRIPTION: Table = SequenceSubscription.__table__  # type: ignore[assignment]
 
 _ADDRESS_PARTS = ("address_1", "address_2", "city", "state", "zipcode", "country")
 
@@ -215,6 +224,21 @@ KINDS: dict[str, ObjectKind] = {
         },
         text_fields=("location",),
     ),
+    # A contact's runs of sequences (close-search.md: `contact → sequence_subscription`).
+    "sequence_subscription": ObjectKind(
+        "sequence_subscription",
+        SUBSCRIPTION,
+        {
+            "sequence_id": _reference("sequence_id", "sequence"),
+            "status": _keyword("status"),
+            "status_reason": _keyword("status_reason"),
+            "sender_account_id": _keyword("sender_account_id"),
+            "contact_id": _reference("contact_id", "contact"),
+            "lead_id": _reference("lead_id", "lead"),
+            "date_created": _moment("date_created"),
+            "start_date": _moment("start_date"),
+        },
+    ),
 }
 
 # Lead fields real queries use that need objects Clove does not track yet (close-search B4).
@@ -252,14 +276,18 @@ RELATIONS: dict[tuple[str, str], Relation] = {
     ("lead", "contact_email"): _by("lead_id"),
     ("lead", "contact_phone"): _by("lead_id"),
     ("lead", "address"): _by("lead_id"),
+    ("lead", "sequence_subscription"): _by("lead_id"),
     ("contact", "lead"): _up("lead_id"),
     ("contact", "contact_email"): _by("contact_id"),
     ("contact", "contact_phone"): _by("contact_id"),
+    ("contact", "sequence_subscription"): _by("contact_id"),
     ("contact_email", "contact"): _up("contact_id"),
     ("contact_email", "lead"): _up("lead_id"),
     ("contact_phone", "contact"): _up("contact_id"),
     ("contact_phone", "lead"): _up("lead_id"),
     ("address", "lead"): _up("lead_id"),
+    ("sequence_subscription", "contact"): _up("contact_id"),
+    ("sequence_subscription", "lead"): _up("lead_id"),
 }
 
 # Types that may be searched for at the top level (the rest only under `has_related`).

@@ -22,7 +22,7 @@ def zone(name: str) -> ZoneInfo:
     """The IANA zone called `name`; ValueError when there is none."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a directory
         raise ValueError(f"Unknown timezone {name!r}.") from None
 
 
