@@ -25,12 +25,16 @@ from clove.models import (
     Base,
     Contact,
     CustomField,
+    EmailActivity,
     EmailTemplate,
     Event,
     Lead,
     LeadStatus,
     Membership,
     SavedSearch,
+    Sequence,
+    SequenceSubscription,
+    Task,
     UnsubscribedEmail,
 )
 from tests.conftest import Org
@@ -59,6 +63,10 @@ OWNED_IDS: dict[str, Callable[[Victim], list[str]]] = {
     "contact_id": lambda b: b.owned["contact_id"],
     "saved_search_id": lambda b: b.owned["saved_search_id"],
     "template_id": lambda b: b.owned["template_id"],
+    "sequence_id": lambda b: b.owned["sequence_id"],
+    "subscription_id": lambda b: b.owned["subscription_id"],
+    "activity_id": lambda b: b.owned["activity_id"],
+    "task_id": lambda b: b.owned["task_id"],
     "email_address": lambda b: [VICTIM_EMAIL],  # unsubscribed in B only
 }
 
@@ -73,6 +81,10 @@ PARAM_TABLES: dict[str, type[Any]] = {
     "contact_id": Contact,
     "saved_search_id": SavedSearch,
     "template_id": EmailTemplate,
+    "sequence_id": Sequence,
+    "subscription_id": SequenceSubscription,
+    "activity_id": EmailActivity,
+    "task_id": Task,
 }
 
 # Path parameters that do not name an organization's object (built-in, shared by everyone).
@@ -88,6 +100,10 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/v1/membership/{membership_id}/pinned_views/"): {"saved_view_ids": ["save_x"]},
     ("PUT", "/api/v1/saved_search/{saved_search_id}/"): {"name": "Taken over", "query": "*"},
     ("PUT", "/api/v1/email_template/{template_id}/"): {"name": "Taken over", "body": "Mine"},
+    ("PUT", "/api/v1/sequence/{sequence_id}/"): {"name": "Taken over", "status": "paused"},
+    ("PUT", "/api/v1/sequence_subscription/{subscription_id}/"): {"status": "paused"},
+    ("PUT", "/api/v1/activity/email/{activity_id}/"): {"subject": "Taken over"},
+    ("PUT", "/api/v1/task/{task_id}/"): {"is_complete": True, "text": "Taken over"},
 }
 
 
@@ -137,7 +153,25 @@ def victim(other_org: Org, session_factory: sessionmaker[Session]) -> Victim:
         )
         session.add(lead)
         session.flush()
-        session.add(Contact(id=new_id("cont"), organization_id=other_org.id, lead_id=lead.id))
+        contact = Contact(id=new_id("cont"), organization_id=other_org.id, lead_id=lead.id)
+        sequence = Sequence(id=new_id("seq"), organization_id=other_org.id, name="Theirs")
+        session.add_all([contact, sequence])
+        session.flush()
+        session.add(
+            SequenceSubscription(
+                id=new_id("sub"),
+                organization_id=other_org.id,
+                sequence_id=sequence.id,
+                contact_id=contact.id,
+                lead_id=lead.id,
+            )
+        )
+        session.add(
+            EmailActivity(
+                id=new_id("acti"), organization_id=other_org.id, lead_id=lead.id, status="draft"
+            )
+        )
+        session.add(Task(id=new_id("task"), organization_id=other_org.id, lead_id=lead.id))
         for object_type in ("lead", "contact"):
             session.add(
                 CustomField(
@@ -245,11 +279,27 @@ def test_bodies_listed_here_are_valid_for_the_callers_own_objects(
     own = add_member(session_factory, org, "user")
     view = client.post("/api/v1/saved_search/", json={"name": "Own", "query": "*"}, auth=org.auth)
     template = client.post("/api/v1/email_template/", json={"name": "Own"}, auth=org.auth)
+    calls = {"name": "Own", "steps": [{"step_type": "call"}]}
+    sequence = client.post("/api/v1/sequence/", json=calls, auth=org.auth).json()
+    lead = client.post("/api/v1/lead/", json={"contacts": [{"name": "Ann"}]}, auth=org.auth)
+    subscription = client.post(
+        "/api/v1/sequence_subscription/",
+        json={"sequence_id": sequence["id"], "contact_id": lead.json()["contact_ids"][0]},
+        auth=org.auth,
+    )
+    own_lead = client.post("/api/v1/lead/", json={"name": "Own"}, auth=org.auth).json()
+    draft = {"lead_id": own_lead["id"], "status": "draft"}
+    email = client.post("/api/v1/activity/email/", json=draft, auth=org.auth)
+    task = client.post("/api/v1/task/", json={"lead_id": own_lead["id"]}, auth=org.auth)
     values = {
         "org_id": org.id,
         "membership_id": own.membership_id,
         "saved_search_id": view.json()["id"],
         "template_id": template.json()["id"],
+        "sequence_id": sequence["id"],
+        "subscription_id": subscription.json()["id"],
+        "activity_id": email.json()["id"],
+        "task_id": task.json()["id"],
     }
     for (method, template), body in BODIES.items():
         path = re.sub(r"{(\w+)}", lambda m: values[m.group(1)], template)

@@ -36,6 +36,17 @@ KNOWN = [
     ("PUT", "/membership/{id}/pinned_views/"),
     ("GET", "/role/"),
     ("GET", "/role/{id}/"),
+    ("GET", "/activity/"),
+    ("GET", "/activity/email/"),
+    ("POST", "/activity/email/"),
+    ("GET", "/activity/email/{id}/"),
+    ("PUT", "/activity/email/{id}/"),
+    ("DELETE", "/activity/email/{id}/"),
+    ("GET", "/task/"),
+    ("POST", "/task/"),
+    ("GET", "/task/{id}/"),
+    ("PUT", "/task/{id}/"),
+    ("DELETE", "/task/{id}/"),
 ]
 TOTALS = re.compile(
     r"^Implemented: (\d+) / (\d+) operations of Close's API \((\d+\.\d)%\)$", re.MULTILINE

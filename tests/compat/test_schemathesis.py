@@ -45,12 +45,16 @@ from clove.models import (
     ApiKey,
     Contact,
     CustomField,
+    EmailActivity,
     EmailTemplate,
     Lead,
     LeadStatus,
     Membership,
     Organization,
     SavedSearch,
+    Sequence,
+    SequenceSubscription,
+    Task,
 )
 from tests.conftest import SPEC, Org, bearer_token
 
@@ -205,6 +209,23 @@ def real_ids(session_factory: sessionmaker[Session], org: Org) -> dict[str, str]
         session.add_all([lead, view, template, *fields.values()])
         session.flush()
         session.add(contact)
+        # A draft, so that a fuzzed PUT may change it.
+        email = EmailActivity(
+            id=new_id("acti"), organization_id=org.id, lead_id=lead.id, status="draft"
+        )
+        task = Task(id=new_id("task"), organization_id=org.id, lead_id=lead.id)
+        session.add_all([email, task])
+        sequence = Sequence(id=new_id("seq"), organization_id=org.id, name="Fuzzed")
+        session.add(sequence)
+        session.flush()
+        subscription = SequenceSubscription(
+            id=new_id("sub"),
+            organization_id=org.id,
+            sequence_id=sequence.id,
+            contact_id=contact.id,
+            lead_id=lead.id,
+        )
+        session.add(subscription)
     return {
         "organization": org.id,
         "user": org.user_id,
@@ -220,6 +241,10 @@ def real_ids(session_factory: sessionmaker[Session], org: Org) -> dict[str, str]
         "custom_field_schema": "lead",
         "saved_search": view.id,
         "email_template": template.id,
+        "sequence": sequence.id,
+        "sequence_subscription": subscription.id,
+        "activity": email.id,
+        "task": task.id,
     }
 
 
@@ -256,6 +281,11 @@ def seed_bodies(org: Org) -> dict[tuple[str, str], Any]:
         ("PUT", "/saved_search/{}/"): {"name": "Renamed by the fuzzer"},
         ("POST", "/email_template/"): {"name": "Seeded", "subject": "Hi {{ contact.name }}"},
         ("PUT", "/email_template/{}/"): {"name": "Renamed by the fuzzer"},
+        ("POST", "/sequence/"): {"name": "Seeded", "steps": [{"step_type": "call"}]},
+        ("PUT", "/sequence/{}/"): {"name": "Renamed by the fuzzer"},
+        ("PUT", "/sequence_subscription/{}/"): {"status": "paused"},
+        ("PUT", "/activity/email/{}/"): {"subject": "Renamed by the fuzzer"},
+        ("PUT", "/task/{}/"): {"text": "Renamed by the fuzzer", "is_complete": True},
     }
 
 
@@ -266,6 +296,7 @@ def seed_params(ids: dict[str, str]) -> dict[tuple[str, str], dict[str, str]]:
             "lead_id": ids["lead"],
             "contact_id": ids["contact"],
         },
+        ("GET", "/sequence_subscription/"): {"sequence_id": ids["sequence"]},
     }
 
 

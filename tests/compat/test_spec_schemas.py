@@ -26,6 +26,8 @@ ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$")
 # Newer Close services (events, sequences, webhooks) use naive UTC (close-api.md §2.3).
 NAIVE_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$")
 NAIVE_RESOURCES = {"event"}
+# Objects of newer services that are naive through and through (close-api.md §2.3).
+NAIVE_OBJECTS = {"sequence", "sequence_subscription"}
 
 # Field names as documented for Close's objects (close-api.md §5.3-5.5).
 USER = {
@@ -147,6 +149,78 @@ RENDERED_TEMPLATE = {
     "lead_display_name",
 }
 
+# close-api.md §4.1-4.3.
+SEQUENCE = {
+    "id",
+    "name",
+    "status",
+    "timezone",
+    "schedule",
+    "steps",
+    "organization_id",
+    "created_by_id",
+    "updated_by_id",
+    "date_created",
+    "date_updated",
+}
+SEQUENCE_ONE = SEQUENCE | {"subscription_counts_by_status"}
+SEQUENCE_STEP = {
+    "id",
+    "step_type",
+    "delay",
+    "email_template_id",
+    "threading",
+    "required",
+    "step_allowed_delay",
+    "created_by_id",
+    "updated_by_id",
+    "date_created",
+    "date_updated",
+}
+SUBSCRIPTION = {
+    "id",
+    "sequence_id",
+    "contact_id",
+    "contact_email",
+    "lead_id",
+    "sender_account_id",
+    "sender_name",
+    "sender_email",
+    "calls_assigned_to",
+    "start_date",
+    "status",
+    "status_reason",
+    "organization_id",
+    "created_by_id",
+    "updated_by_id",
+    "date_created",
+    "date_updated",
+}
+
+# Close's task object (docs examples; the spec types task responses as empty bodies).
+TASK = {
+    "_type",
+    "id",
+    "organization_id",
+    "lead_id",
+    "lead_name",
+    "contact_id",
+    "contact_name",
+    "assigned_to",
+    "assigned_to_name",
+    "text",
+    "date",
+    "due_date",
+    "is_dateless",
+    "is_complete",
+    "created_by",
+    "updated_by",
+    "date_created",
+    "date_updated",
+}
+# The generic activity list (untyped in the spec): what every activity has.
+ACTIVITY = {"_type", "id", "organization_id", "lead_id", "activity_at", "date_created"}
+
 # (selector, field names): "" is the body, "x[]" every item of the list under "x".
 Documented = list[tuple[str, set[str]]]
 DOCUMENTED: dict[tuple[str, str], Documented] = {
@@ -196,6 +270,22 @@ DOCUMENTED: dict[tuple[str, str], Documented] = {
     ("GET", "/unsubscribe/email/"): [("", ENVELOPE), ("data[]", {"email"})],
     ("POST", "/unsubscribe/email/"): [("", {"email"})],
     ("DELETE", "/unsubscribe/email/{}/"): [("", {"email"})],
+    ("GET", "/activity/"): [("", ENVELOPE), ("data[]", ACTIVITY)],
+    ("DELETE", "/activity/email/{}/"): [("", set())],
+    ("GET", "/task/"): [("", ENVELOPE), ("data[]", TASK)],
+    ("POST", "/task/"): [("", TASK)],
+    ("GET", "/task/{}/"): [("", TASK)],
+    ("PUT", "/task/{}/"): [("", TASK)],
+    ("DELETE", "/task/{}/"): [("", set())],
+    ("GET", "/sequence/"): [("", ENVELOPE), ("data[]", SEQUENCE)],
+    ("POST", "/sequence/"): [("", SEQUENCE), ("steps[]", SEQUENCE_STEP)],
+    ("GET", "/sequence/{}/"): [("", SEQUENCE_ONE), ("steps[]", SEQUENCE_STEP)],
+    ("PUT", "/sequence/{}/"): [("", SEQUENCE_ONE), ("steps[]", SEQUENCE_STEP)],
+    ("DELETE", "/sequence/{}/"): [("", set())],
+    ("GET", "/sequence_subscription/"): [("", ENVELOPE), ("data[]", SUBSCRIPTION)],
+    ("POST", "/sequence_subscription/"): [("", SUBSCRIPTION)],
+    ("GET", "/sequence_subscription/{}/"): [("", SUBSCRIPTION)],
+    ("PUT", "/sequence_subscription/{}/"): [("", SUBSCRIPTION)],
 }
 
 # Close's documented example of a contact Smart View.
@@ -305,6 +395,40 @@ def samples(org: Org, known: dict[str, str]) -> dict[tuple[str, str], Sample]:
         ),
         ("POST", "/unsubscribe/email/"): Sample({"email": "sample@example.com"}),
         ("DELETE", "/unsubscribe/email/{}/"): Sample({}),
+        ("POST", "/sequence/"): Sample(
+            {
+                "name": "My Sequence",
+                "timezone": "America/Los_Angeles",
+                "schedule": {"ranges": [{"weekday": 1, "start": "09:00", "end": "16:59"}]},
+                "steps": [
+                    {"step_type": "call", "delay": 0, "required": True},
+                    {"delay": 86400, "email_template_id": known["email_template"]},
+                ],
+            }
+        ),
+        ("PUT", "/sequence/{}/"): Sample({"name": "Renamed", "steps": [{"step_type": "call"}]}),
+        ("DELETE", "/sequence/{}/"): Sample({}),
+        ("GET", "/sequence_subscription/"): Sample(params={"sequence_id": known["sequence"]}),
+        ("POST", "/sequence_subscription/"): Sample(
+            {"sequence_id": known["spare_sequence"], "contact_id": known["contact"]}
+        ),
+        ("PUT", "/sequence_subscription/{}/"): Sample({"status": "paused"}),
+        ("POST", "/activity/email/"): Sample(
+            {
+                "lead_id": known["lead"],
+                "status": "inbox",
+                "sender": "Ann <ann@example.com>",
+                "subject": "Re: hello",
+                "body_text": "Thanks!",
+            }
+        ),
+        ("PUT", "/activity/email/{}/"): Sample({"subject": "Renamed", "status": "draft"}),
+        ("DELETE", "/activity/email/{}/"): Sample({}),
+        ("POST", "/task/"): Sample(
+            {"lead_id": known["lead"], "text": "Call", "date": "2026-12-01"}
+        ),
+        ("PUT", "/task/{}/"): Sample({"is_complete": True}),
+        ("DELETE", "/task/{}/"): Sample({}),
     }
 
 
@@ -331,6 +455,19 @@ def ids(org: Org, client: TestClient) -> dict[str, str]:
         "/api/v1/email_template/", json={"name": "Sample", "body": "Hi"}, auth=org.auth
     ).json()
     client.post("/api/v1/unsubscribe/email/", json={"email": "gone@example.com"}, auth=org.auth)
+    # Call-only sequences: a subscription to one needs no sender account or address.
+    calls = {"name": "Sample", "steps": [{"step_type": "call"}]}
+    sequence, spare = (
+        client.post("/api/v1/sequence/", json=calls, auth=org.auth).json() for _ in range(2)
+    )
+    subscription = client.post(
+        "/api/v1/sequence_subscription/",
+        json={"sequence_id": sequence["id"], "contact_id": lead["contact_ids"][0]},
+        auth=org.auth,
+    ).json()
+    draft = {"lead_id": lead["id"], "status": "draft", "subject": "Draft"}
+    email = client.post("/api/v1/activity/email/", json=draft, auth=org.auth).json()
+    task = client.post("/api/v1/task/", json={"lead_id": lead["id"]}, auth=org.auth).json()
     return {
         "lead": lead["id"],
         "contact": lead["contact_ids"][0],
@@ -347,6 +484,11 @@ def ids(org: Org, client: TestClient) -> dict[str, str]:
         "saved_search": view["id"],
         "email_template": template["id"],
         "unsubscribe": "gone@example.com",
+        "sequence": sequence["id"],
+        "spare_sequence": spare["id"],
+        "sequence_subscription": subscription["id"],
+        "activity": email["id"],
+        "task": task["id"],
     }
 
 
@@ -451,6 +593,8 @@ def test_response_matches_close(
         events = body["data"] if "cursor_next" in body else [body]
         own = [{k: v for k, v in e.items() if k not in ("data", "previous_data")} for e in events]
         assert not bad_dates(own, NAIVE_UTC), bad_dates(own, NAIVE_UTC)
+    elif resource in NAIVE_OBJECTS:
+        assert not bad_dates(body, NAIVE_UTC), bad_dates(body, NAIVE_UTC)
     else:
         assert not bad_dates(body), bad_dates(body)
     if compat.is_typed(spec, schema):

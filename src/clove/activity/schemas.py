@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from email.utils import getaddresses, parseaddr
+from functools import lru_cache
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -126,7 +128,7 @@ def _envelope(activity: EmailActivity, date: str | None) -> dict[str, Any]:
     """The message's headers, parsed the way Close shows them."""
 
     def people(values: list[str]) -> list[dict[str, str]]:
-        return [{"name": name, "email": addr} for name, addr in getaddresses(values) if addr]
+        return [{"name": name, "email": addr} for value in values for name, addr in _people(value)]
 
     return {
         "from": people([activity.sender] if activity.sender else []),
@@ -141,6 +143,18 @@ def _envelope(activity: EmailActivity, date: str | None) -> dict[str, Any]:
         "in_reply_to": activity.in_reply_to,
         "is_autoreply": False,
     }
+
+
+_BARE_ADDRESS = re.compile(r"[^\s<>\"(),;:@]+@[^\s<>\"(),;:@]+")
+
+
+@lru_cache(maxsize=4096)
+def _people(value: str) -> tuple[tuple[str, str], ...]:
+    """(name, address) pairs of one header value; a bare address skips the full parser, which
+    costs about 100 µs (a sequence engine serializes thousands of emails a second)."""
+    if _BARE_ADDRESS.fullmatch(value):
+        return (("", value),)
+    return tuple((name, addr) for name, addr in getaddresses([value]) if addr)
 
 
 def email_address(raw: str) -> str | None:

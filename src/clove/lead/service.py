@@ -38,6 +38,7 @@ from clove.models import (
     Lead,
     LeadAddress,
     LeadStatus,
+    SequenceSubscription,
     User,
 )
 
@@ -416,7 +417,7 @@ def _move_children(
         .where(Contact.lead_id == source.id)
         .values(lead_id=destination.id, date_updated=now, updated_by=actor.user_id)
     )
-    for model in (ContactEmail, ContactPhone, ContactUrl):
+    for model in (ContactEmail, ContactPhone, ContactUrl, SequenceSubscription):
         session.execute(
             update(model).where(model.lead_id == source.id).values(lead_id=destination.id)
         )
