@@ -209,9 +209,17 @@ def _body_env(body: str) -> TemplateEnvironment:
     return HTML if looks_like_html(body) else PLAIN
 
 
+class Variables(dict[str, Any]):
+    """A template context made of plain dicts and strings only, as `template_context` builds
+    it: rendering uses it as it is instead of copying it again."""
+
+
 def _render(field: str, source: str, env: TemplateEnvironment, context: Mapping[str, Any]) -> str:
     template = _compile(field, source, env)
-    variables = {name: _plain(context.get(name)) for name in ROOTS}
+    if isinstance(context, Variables):
+        variables: Mapping[str, Any] = context  # built by this module: plain already
+    else:
+        variables = {name: _plain(context.get(name)) for name in ROOTS}
     try:
         parts: list[str] = []
         size = 0
@@ -323,7 +331,7 @@ def template_context(
     if contact is not None:
         email = first_email(session, contact.id)
         context["contact"] = _contact_variables(contact, email, names)
-    return {key: _plain(value) for key, value in context.items()}
+    return Variables({key: _plain(value) for key, value in context.items()})
 
 
 def _lead_variables(
@@ -363,9 +371,16 @@ def template_contexts(
     lead_ids = {lead_id for lead_id, _, _ in items}
     contact_ids = {contact_id for _, contact_id, _ in items}
     user_ids = {user_id for _, _, user_id in items if user_id}
-    leads = {lead.id: lead for lead in session.scalars(select(Lead).where(Lead.id.in_(lead_ids)))}
-    contacts = {
-        c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(contact_ids)))
+    # Plain rows (attribute access, no ORM identity map): this runs for every email a
+    # sequence sends.
+    lead_columns = (Lead.id, Lead.name, Lead.url, Lead.description, Lead.custom)
+    leads: dict[str, Any] = {
+        row.id: row for row in session.execute(select(*lead_columns).where(Lead.id.in_(lead_ids)))
+    }
+    contact_columns = (Contact.id, Contact.name, Contact.title, Contact.custom)
+    contacts: dict[str, Any] = {
+        row.id: row
+        for row in session.execute(select(*contact_columns).where(Contact.id.in_(contact_ids)))
     }
     first_names = _first_contact_names(session, lead_ids)
     emails: dict[str, str] = {}
@@ -379,7 +394,7 @@ def template_contexts(
     names = _custom_field_names(session, organization_id)
     organization = session.get(Organization, organization_id)
     org_variables = {"id": organization_id, "name": organization.name if organization else ""}
-    out = []
+    out: list[dict[str, Any]] = []
     for lead_id, contact_id, user_id in items:
         lead, contact = leads.get(lead_id), contacts.get(contact_id)
         context = {
@@ -390,7 +405,7 @@ def template_contexts(
                 _contact_variables(contact, emails.get(contact_id), names) if contact else {}
             ),
         }
-        out.append({key: _plain(value) for key, value in context.items()})
+        out.append(Variables({key: _plain(value) for key, value in context.items()}))
     return out
 
 
