@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -109,6 +110,7 @@ class Outgoing:
     recipient: str
     message: bytes
     activity: Row
+    sent: bool = False
     failure: SmtpFailure | None = None
 
 
@@ -201,8 +203,12 @@ class SequenceEngine:
         batch_size: int = 200,
         smtp_config: Callable[[ConnectedAccount], Any] | None = None,
         organization_id: str | None = None,
+        pipelined: bool = True,
     ) -> None:
         self.session_factory = session_factory
+        self.pipelined = pipelined
+        self._in_flight: tuple[list[Outgoing], threading.Thread] | None = None
+        self.claimed = 0  # subscriptions claimed so far, for run_until_idle
         self.clock = clock
         self.lease = timedelta(seconds=lease_seconds)
         self.batch_size = batch_size
@@ -215,38 +221,64 @@ class SequenceEngine:
         self.smtp_config = smtp_config
 
     def close(self) -> None:
+        """Records the batch in flight, if any, and closes the SMTP connections."""
+        self._finish_sending()
         self.pool.close_all()
 
     def run_once(self) -> int:
-        """Claims and runs one batch of due steps; returns how many subscriptions it claimed."""
+        """Claims and prepares one batch of due steps, records the sends of the batch before,
+        and starts sending this one. Returns how many subscriptions it claimed or recorded (0:
+        nothing was due and nothing was in flight).
+
+        With `pipelined` (the default) the SMTP conversation of one batch runs in a thread
+        while the next batch is claimed and prepared: sending mostly waits on the server, so
+        the database work is done in that time. Without it, a pass sends and records its own
+        batch before returning."""
         now = self.clock()
         with self.session_factory() as session:
             ids = claim_due(session, now, now + self.lease, self.batch_size, self.organization_id)
             session.commit()
-        if not ids:
-            return 0
-        with self.session_factory() as session:
-            writes, outgoing = self._prepare(session, _load(session, ids, full=True), now)
-            writes.apply(session)
-            session.commit()
-        _crash_point("before_smtp")
-        self._send(outgoing)
-        if outgoing:
+        self.claimed += len(ids)
+        outgoing: list[Outgoing] = []
+        if ids:
             with self.session_factory() as session:
-                self._record(session, outgoing, self.clock()).apply(session)
+                writes, outgoing = self._prepare(session, _load(session, ids, full=True), now)
+                writes.apply(session)
                 session.commit()
-            _crash_point("after_commit")
-        return len(ids)
+            _crash_point("before_smtp")
+        recorded = self._finish_sending()
+        if outgoing:
+            configs = self._configs({item.account_id for item in outgoing})
+            self._in_flight = (
+                outgoing,
+                threading.Thread(target=self._send, args=(outgoing, configs)),
+            )
+            self._in_flight[1].start()
+            if not self.pipelined:
+                recorded += self._finish_sending()
+        return len(ids) + recorded
+
+    def _finish_sending(self) -> int:
+        """Waits for the batch being sent, if any, and records its outcomes."""
+        if self._in_flight is None:
+            return 0
+        outgoing, thread = self._in_flight
+        thread.join()
+        self._in_flight = None
+        with self.session_factory() as session:
+            self._record(session, outgoing, self.clock()).apply(session)
+            session.commit()
+        _crash_point("after_commit")
+        return len(outgoing)
 
     def run_until_idle(self, max_passes: int = 100_000) -> int:
-        """Runs passes until nothing is due now (tests and the benchmark); returns the total."""
-        total = 0
+        """Runs passes until nothing is due now and nothing is in flight (tests and the
+        benchmark); returns how many subscriptions were claimed."""
+        claimed = self.claimed
         for _ in range(max_passes):
-            claimed = self.run_once()
-            if not claimed:
+            if not self.run_once():
                 break
-            total += claimed
-        return total
+        return self.claimed - claimed
 
     # --- step 2 --------------------------------------------------------------------------------
 
@@ -303,36 +335,47 @@ class SequenceEngine:
             outgoing.append(
                 _stage_email(session, writes, batch, sub, step, run, subject, body, now)
             )
-            sub["locked_until"] = now + self.lease  # held until step 4 records the outcome
+            # Unchanged, so not written: the claim's lease holds it until step 4 records it.
+            del writes.subs[sub["id"]]
         return outgoing
 
     # --- step 3 --------------------------------------------------------------------------------
 
-    def _send(self, outgoing: list[Outgoing]) -> None:
-        configs: dict[str, Any] = {}
+    def _send(self, outgoing: list[Outgoing], configs: dict[str, Any]) -> None:
+        """Sends each message (in the sending thread; touches no database)."""
         for item in outgoing:
             try:
-                config = configs.get(item.account_id)
-                if config is None:
-                    config = configs[item.account_id] = self._config(item.account_id)
+                config = configs[item.account_id]
+                if isinstance(config, SmtpFailure):
+                    raise config
                 client = self.pool.get(item.account_id, config)
                 smtp_send(client, item.envelope_from, [item.recipient], item.message)
             except SmtpFailure as failure:
                 item.failure = failure
                 if failure.kind != "bounce":
                     self.pool.discard(item.account_id)  # reconnect for the next message
+            except Exception as exc:  # a bug must not pass for a sent email
+                log.exception("sequence_send_failed", subscription_id=item.subscription_id)
+                item.failure = SmtpFailure("temporary", f"Internal error: {exc}")
             else:
+                item.sent = True
                 _crash_point("after_smtp")
 
-    def _config(self, account_id: str) -> Any:
+    def _configs(self, account_ids: set[str]) -> dict[str, Any]:
+        """Each account's SMTP settings, or the SmtpFailure that using it would be."""
+        configs: dict[str, Any] = {}
         with self.session_factory() as session:
-            account = session.get(ConnectedAccount, account_id)
-            if account is None:
-                raise SmtpFailure("account", "The sender account was deleted.")
-            try:
-                return self.smtp_config(account)
-            except Exception as exc:  # an undecryptable password, a broken stored config
-                raise SmtpFailure("account", f"Cannot use the account's settings: {exc}") from exc
+            for account_id in account_ids:
+                account = session.get(ConnectedAccount, account_id)
+                if account is None:
+                    configs[account_id] = SmtpFailure("account", "The sender account was deleted.")
+                    continue
+                try:
+                    configs[account_id] = self.smtp_config(account)
+                except Exception as exc:  # an undecryptable password, a broken stored config
+                    message = f"Cannot use the account's settings: {exc}"
+                    configs[account_id] = SmtpFailure("account", message)
+        return configs
 
     # --- step 4 --------------------------------------------------------------------------------
 
@@ -350,9 +393,10 @@ class SequenceEngine:
             sub["locked_until"] = None
             run["date_updated"] = now
             writes.run_updates.append(run)
-            if item.failure is None:
+            if item.sent:
                 _record_sent(writes, batch, sub, run, item, now)
             else:
+                item.failure = item.failure or SmtpFailure("temporary", "Not sent.")
                 _record_failure(writes, sub, run, item, now)
         return writes
 
