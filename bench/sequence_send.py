@@ -669,8 +669,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--sink",
         choices=("minimal", "aiosmtpd"),
-        default="minimal",
-        help="the SMTP sink: this file's minimal asyncio server (default) or aiosmtpd's Sink",
+        default="aiosmtpd",
+        help="the SMTP sink: aiosmtpd's Sink, a real SMTP server (default), or this file's "
+        "minimal asyncio server, about 3x faster than any real server",
     )
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--serve-sink", type=int, metavar="PORT", help=argparse.SUPPRESS)
