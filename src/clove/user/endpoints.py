@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from clove.auth.service import AuthContext
 from clove.errors import BadRequest, object_not_found
+from clove.kit.dates import iso_utc
 from clove.kit.http import JSON, TransactionRoute, get_auth, get_db, page, page_params, respond
 from clove.membership.schemas import serialize_membership
-from clove.models import Membership, Organization, User
+from clove.models import ConnectedAccount, Membership, Organization, PhoneNumber, User
 from clove.organization.service import organization_body
 from clove.user.schemas import serialize_user
 
@@ -43,11 +46,55 @@ def get_me(
     body.update(
         organizations=[organization_body(db, org, expand_user=False)],
         memberships=[serialize_membership(membership)],
-        email_accounts=[],
-        phone_numbers=[],
+        email_accounts=_email_accounts(db, ctx),
+        phone_numbers=_phone_numbers(db, ctx),
         last_used_timezone=user.last_used_timezone,
     )
     return respond(body, request)
+
+
+def _email_accounts(db: Session, ctx: AuthContext) -> list[dict[str, Any]]:
+    """The caller's connected accounts in this organization, as `/me/` summarises them."""
+    accounts = db.scalars(
+        select(ConnectedAccount)
+        .where(
+            ConnectedAccount.organization_id == ctx.organization_id,
+            ConnectedAccount.user_id == ctx.user_id,
+        )
+        .order_by(ConnectedAccount.date_created, ConnectedAccount.id)
+    )
+    return [
+        {
+            "_type": a.type,
+            "id": a.id,
+            "identities": list(a.identities or []),
+            "organization_id": a.organization_id,
+            "user_id": a.user_id,
+        }
+        for a in accounts
+    ]
+
+
+def _phone_numbers(db: Session, ctx: AuthContext) -> list[dict[str, Any]]:
+    """The caller's personal numbers in this organization."""
+    phones = db.scalars(
+        select(PhoneNumber)
+        .where(
+            PhoneNumber.organization_id == ctx.organization_id,
+            PhoneNumber.user_id == ctx.user_id,
+        )
+        .order_by(PhoneNumber.date_created, PhoneNumber.id)
+    )
+    return [
+        {
+            "id": p.id,
+            "number": p.number,
+            "organization_id": p.organization_id,
+            "date_created": iso_utc(p.date_created),
+            "date_updated": iso_utc(p.date_updated),
+        }
+        for p in phones
+    ]
 
 
 @router.get("/user/")
