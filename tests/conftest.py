@@ -57,6 +57,23 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     admin.dispose()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def secret_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Stored SMTP passwords are encrypted with a key file of the test session, never with
+    (or creating) ./clove.key in the working directory."""
+    from clove.config import get_settings
+
+    previous = os.environ.get("CLOVE_SECRET_KEY_FILE")
+    os.environ["CLOVE_SECRET_KEY_FILE"] = str(tmp_path_factory.mktemp("secrets") / "clove.key")
+    get_settings.cache_clear()
+    yield
+    if previous is None:
+        os.environ.pop("CLOVE_SECRET_KEY_FILE", None)
+    else:
+        os.environ["CLOVE_SECRET_KEY_FILE"] = previous
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url)

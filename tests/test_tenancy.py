@@ -23,6 +23,7 @@ from clove.event.service import Actor, record_event
 from clove.kit.ids import new_id
 from clove.models import (
     Base,
+    ConnectedAccount,
     Contact,
     CustomField,
     EmailActivity,
@@ -31,7 +32,9 @@ from clove.models import (
     Lead,
     LeadStatus,
     Membership,
+    PhoneNumber,
     SavedSearch,
+    SendAs,
     Sequence,
     SequenceSubscription,
     Task,
@@ -68,6 +71,9 @@ OWNED_IDS: dict[str, Callable[[Victim], list[str]]] = {
     "activity_id": lambda b: b.owned["activity_id"],
     "task_id": lambda b: b.owned["task_id"],
     "email_address": lambda b: [VICTIM_EMAIL],  # unsubscribed in B only
+    "account_id": lambda b: b.owned["account_id"],
+    "send_as_id": lambda b: b.owned["send_as_id"],
+    "phone_number_id": lambda b: b.owned["phone_number_id"],
 }
 
 VICTIM_EMAIL = "victim@example.com"
@@ -85,6 +91,9 @@ PARAM_TABLES: dict[str, type[Any]] = {
     "subscription_id": SequenceSubscription,
     "activity_id": EmailActivity,
     "task_id": Task,
+    "account_id": ConnectedAccount,
+    "send_as_id": SendAs,
+    "phone_number_id": PhoneNumber,
 }
 
 # Path parameters that do not name an organization's object (built-in, shared by everyone).
@@ -100,6 +109,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/v1/membership/{membership_id}/pinned_views/"): {"saved_view_ids": ["save_x"]},
     ("PUT", "/api/v1/saved_search/{saved_search_id}/"): {"name": "Taken over", "query": "*"},
     ("PUT", "/api/v1/email_template/{template_id}/"): {"name": "Taken over", "body": "Mine"},
+    ("PUT", "/api/v1/phone_number/{phone_number_id}/"): {"label": "Taken over"},
     ("PUT", "/api/v1/sequence/{sequence_id}/"): {"name": "Taken over", "status": "paused"},
     ("PUT", "/api/v1/sequence_subscription/{subscription_id}/"): {"status": "paused"},
     ("PUT", "/api/v1/activity/email/{activity_id}/"): {"subject": "Taken over"},
@@ -202,6 +212,31 @@ def victim(other_org: Org, session_factory: sessionmaker[Session]) -> Victim:
                 id=new_id("tmpl"), organization_id=other_org.id, name="Theirs", body="Secret"
             )
         )
+        session.add_all(
+            [
+                ConnectedAccount(
+                    id=new_id("emailacct"),
+                    organization_id=other_org.id,
+                    user_id=other_org.user_id,
+                    email="theirs@example.com",
+                    identities=[{"email": "theirs@example.com", "name": "Theirs"}],
+                    smtp={"host": "smtp.example.com", "port": 587, "username": "theirs"},
+                ),
+                # B's admin lets B's member send as them: A's admin is in neither.
+                SendAs(
+                    id=new_id("sdas"),
+                    organization_id=other_org.id,
+                    allowing_user_id=other_org.user_id,
+                    allowed_user_id=member.user_id,
+                ),
+                PhoneNumber(
+                    id=new_id("phon"),
+                    organization_id=other_org.id,
+                    user_id=other_org.user_id,
+                    number="+16503334444",
+                ),
+            ]
+        )
         record_event(
             session,
             actor,
@@ -291,11 +326,13 @@ def test_bodies_listed_here_are_valid_for_the_callers_own_objects(
     draft = {"lead_id": own_lead["id"], "status": "draft"}
     email = client.post("/api/v1/activity/email/", json=draft, auth=org.auth)
     task = client.post("/api/v1/task/", json={"lead_id": own_lead["id"]}, auth=org.auth)
+    phone = client.post("/api/v1/phone_number/", json={"number": "+16503334444"}, auth=org.auth)
     values = {
         "org_id": org.id,
         "membership_id": own.membership_id,
         "saved_search_id": view.json()["id"],
         "template_id": template.json()["id"],
+        "phone_number_id": phone.json()["id"],
         "sequence_id": sequence["id"],
         "subscription_id": subscription.json()["id"],
         "activity_id": email.json()["id"],
