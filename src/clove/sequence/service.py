@@ -27,13 +27,13 @@ from clove.models import (
     ContactEmail,
     EmailTemplate,
     Membership,
-    SendAs,
     Sequence,
     SequenceStep,
     SequenceStepRun,
     SequenceSubscription,
     UnsubscribedEmail,
 )
+from clove.send_as.service import can_send_from
 from clove.sequence.schedule import parse_minute, zone
 from clove.sequence.schemas import (
     Schedule,
@@ -569,7 +569,7 @@ def _sender(
     ).first()
     if account is None:
         raise field_error("sender_account_id", "Object does not exist.")
-    if account.user_id != actor.user_id and not _may_send_as(session, actor, account.user_id):
+    if not can_send_from(session, actor.organization_id, actor.user_id, account):
         raise field_error(
             "sender_account_id", "You may not send from this account (no Send As permission)."
         )
@@ -592,19 +592,6 @@ def _sender(
         "sender_email": identity["email"],
         "sender_name": name,
     }
-
-
-def _may_send_as(session: Session, actor: Actor, owner_id: str) -> bool:
-    return (
-        session.scalar(
-            select(SendAs.id).where(
-                SendAs.organization_id == actor.organization_id,
-                SendAs.allowing_user_id == owner_id,
-                SendAs.allowed_user_id == actor.user_id,
-            )
-        )
-        is not None
-    )
 
 
 def _calls_assigned_to(
