@@ -108,18 +108,11 @@ def apikey_create(
 ) -> None:
     """Issue another API key for a user (printed alone on the last line)."""
     from clove.api_key.service import create_api_key
-    from clove.models import Membership, User
+    from clove.membership.service import active_members_by_email
 
     engine = _engine(database_url)
     with make_session_factory(engine).begin() as session:
-        query = (
-            select(Membership)
-            .join(User, User.id == Membership.user_id)
-            .where(User.email_lower == email.strip().lower(), Membership.is_active)
-        )
-        if org_id:
-            query = query.where(Membership.organization_id == org_id)
-        memberships = list(session.scalars(query))
+        memberships = active_members_by_email(session, email, org_id)
         if not memberships:
             err.print(
                 f"[red]No active member with email {email!r}.[/red] Create one with `clove init`."

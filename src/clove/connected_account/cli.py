@@ -15,6 +15,7 @@ from clove.connected_account.schemas import ConnectedAccountCreate
 from clove.db import make_session_factory
 from clove.errors import APIError
 from clove.kit.secrets import ensure_key_file
+from clove.membership.service import active_members_by_email
 from clove.models import ConnectedAccount, Membership, User
 
 account_app = typer.Typer(help="Connected email accounts.", no_args_is_help=True)
@@ -140,14 +141,7 @@ def _body(
 
 
 def _member(session: Session, user_email: str, org_id: str | None) -> Membership:
-    query = (
-        select(Membership)
-        .join(User, User.id == Membership.user_id)
-        .where(User.email_lower == user_email.strip().lower(), Membership.is_active)
-    )
-    if org_id:
-        query = query.where(Membership.organization_id == org_id)
-    memberships = list(session.scalars(query))
+    memberships = active_members_by_email(session, user_email, org_id)
     if not memberships:
         raise fail(
             f"No active member with email {user_email!r}.",

@@ -12,7 +12,7 @@ from clove.errors import BadRequest, Forbidden, field_error, object_not_found
 from clove.kit.dates import utcnow
 from clove.kit.ids import new_id
 from clove.membership.schemas import MembershipCreate, MembershipUpdate
-from clove.models import Membership
+from clove.models import Membership, User
 from clove.organization.service import get_or_create_user
 from clove.role.service import BUILTIN_ROLES
 
@@ -132,3 +132,17 @@ def set_pinned_views(
     membership.pinned_views = list(dict.fromkeys(ids))
     membership.date_updated = utcnow()
     session.flush()
+
+
+def active_members_by_email(
+    session: Session, email: str, organization_id: str | None = None
+) -> list[Membership]:
+    """Active memberships of the user with this email (in one organization, if given)."""
+    query = (
+        select(Membership)
+        .join(User, User.id == Membership.user_id)
+        .where(User.email_lower == email.strip().lower(), Membership.is_active)
+    )
+    if organization_id:
+        query = query.where(Membership.organization_id == organization_id)
+    return list(session.scalars(query))

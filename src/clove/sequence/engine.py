@@ -629,25 +629,9 @@ def _stage_email(
     else:
         activity.update(content)
         writes.activity_rewrites.append(activity)
-    if run is None:
-        writes.new_runs.append(
-            {
-                "organization_id": sub["organization_id"],
-                "subscription_id": sub["id"],
-                "step_id": step["id"],
-                "status": "sending",
-                "message_id": message_id,
-                "activity_id": activity["id"],
-                "task_id": None,
-                "attempts": 1,
-                "error": None,
-                "date_created": now,
-                "date_updated": now,
-            }
-        )
-    else:
-        run.update(status="sending", attempts=run["attempts"] + 1, date_updated=now)
-        writes.run_updates.append(run)
+    _run_step(
+        writes, sub, step, run, now, "sending", message_id=message_id, activity_id=activity["id"]
+    )
     message = build_message(
         sender=sender,
         recipient=sub["contact_email"],
@@ -772,25 +756,7 @@ def _create_call_task(
         "date_updated": now,
     }
     writes.new_tasks.append(task)
-    if run is None:
-        writes.new_runs.append(
-            {
-                "organization_id": sub["organization_id"],
-                "subscription_id": sub["id"],
-                "step_id": step["id"],
-                "status": "sent",
-                "message_id": None,
-                "activity_id": None,
-                "task_id": task["id"],
-                "attempts": 1,
-                "error": None,
-                "date_created": now,
-                "date_updated": now,
-            }
-        )
-    else:
-        run.update(status="sent", attempts=run["attempts"] + 1, date_updated=now)
-        writes.run_updates.append(run)
+    _run_step(writes, sub, step, run, now, "sent", task_id=task["id"])
     writes.events.append(
         _event(
             sub,
@@ -803,6 +769,38 @@ def _create_call_task(
         )
     )
     _advance(writes, batch, sub, now)
+
+
+def _run_step(
+    writes: Writes,
+    sub: Row,
+    step: Row,
+    run: Row | None,
+    now: datetime,
+    status: str,
+    **refs: str | None,
+) -> None:
+    """Writes the step's run with `status`: a new row, or one more attempt of a retried one."""
+    if run is not None:
+        run.update(status=status, attempts=run["attempts"] + 1, date_updated=now)
+        writes.run_updates.append(run)
+        return
+    writes.new_runs.append(
+        {
+            "organization_id": sub["organization_id"],
+            "subscription_id": sub["id"],
+            "step_id": step["id"],
+            "status": status,
+            "message_id": None,
+            "activity_id": None,
+            "task_id": None,
+            "attempts": 1,
+            "error": None,
+            "date_created": now,
+            "date_updated": now,
+            **refs,
+        }
+    )
 
 
 def _advance(writes: Writes, batch: Batch, sub: Row, now: datetime) -> None:
