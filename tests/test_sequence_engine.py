@@ -580,3 +580,28 @@ def test_the_app_runs_a_worker_thread_only_when_embedded(database_url: str, engi
     with TestClient(create_app(embedded, engine)):
         assert workers() == ["clove-worker"]
     assert workers() == []
+
+
+def test_a_reply_logged_through_the_api_stops_the_next_step(world: World, sink: SmtpSink) -> None:
+    clock = FakeClock(utcnow())
+    seq = world.sequence([{}, {"delay": 3600, "template": world.template_ids[1]}])
+    [sub_id] = world.subscribe(seq, at=clock.now)
+    engine = world.engine(sink.port, clock)
+    engine.run_until_idle()
+    assert len(sink.messages) == 1
+    sub = world.sub(sub_id)
+    reply = {
+        "lead_id": sub.lead_id,
+        "status": "inbox",
+        "sender": f"Jane Doe <{(sub.contact_email or '').upper()}>",
+        "to": ["sam@clove.test"],
+        "subject": "Re: Hello Jane",
+        "body_text": "Not interested, thanks.",
+    }
+    response = world.client.post("/api/v1/activity/email/", json=reply, auth=world.org.auth)
+    assert response.status_code == 200, response.text
+    clock.advance(hours=2)
+    assert engine.run_until_idle() == 0
+    assert len(sink.messages) == 1
+    sub = world.sub(sub_id)
+    assert (sub.status, sub.status_reason) == ("finished", "reply-received")
