@@ -393,19 +393,23 @@ def template_contexts(
     users = {u.id: u for u in session.scalars(select(User).where(User.id.in_(user_ids)))}
     names = _custom_field_names(session, organization_id)
     organization = session.get(Organization, organization_id)
-    org_variables = {"id": organization_id, "name": organization.name if organization else ""}
+    org_variables = _plain(
+        {"id": organization_id, "name": organization.name if organization else ""}
+    )
+    user_variables = {uid: _plain(_user_variables(user)) for uid, user in users.items()}
     out: list[dict[str, Any]] = []
     for lead_id, contact_id, user_id in items:
         lead, contact = leads.get(lead_id), contacts.get(contact_id)
+        # Shared parts are made plain once; a sequence renders many emails for one sender.
+        lead_vars = _lead_variables(lead, first_names.get(lead_id), names) if lead else {}
+        contact_vars = _contact_variables(contact, emails.get(contact_id), names) if contact else {}
         context = {
             "organization": org_variables,
-            "user": _user_variables(users.get(user_id) if user_id else None),
-            "lead": _lead_variables(lead, first_names.get(lead_id), names) if lead else {},
-            "contact": (
-                _contact_variables(contact, emails.get(contact_id), names) if contact else {}
-            ),
+            "user": user_variables.get(user_id or "", {}),
+            "lead": _plain(lead_vars),
+            "contact": _plain(contact_vars),
         }
-        out.append(Variables({key: _plain(value) for key, value in context.items()}))
+        out.append(Variables(context))
     return out
 
 
