@@ -9,7 +9,8 @@ One pass (`SequenceEngine.run_once`) is three transactions and the sends between
    `sequence_step_run` row (unique per subscription and step) is written with status `sending`,
    with the email activity (status `outbox`) and a Message-ID derived from the two ids. Call
    steps finish here (a task is created). Committed *before* any email leaves.
-3. **send** over SMTP, one reused connection per sender account.
+3. **send** over SMTP, one reused connection per sender account, in a thread: meanwhile the
+   next batch goes through 1 and 2 (sending mostly waits on the server).
 4. **record**: runs become `sent` (or `retry` / `failed`), activities `sent` (or `error`),
    subscriptions move to their next step or end. Committed.
 
