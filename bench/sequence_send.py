@@ -438,6 +438,7 @@ def run_clove(engine: Engine, world: World, port: int, args: argparse.Namespace)
         smtp_config=lambda _account: config,
         batch_size=args.batch_size,
         organization_id=world.org_id,
+        pipelined=not args.no_pipeline,
     )
     sequences.phases = phases
     n = len(world.messages)
@@ -672,6 +673,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="aiosmtpd",
         help="the SMTP sink: aiosmtpd's Sink, a real SMTP server (default), or this file's "
         "minimal asyncio server, about 3x faster than any real server",
+    )
+    p.add_argument(
+        "--no-pipeline",
+        action="store_true",
+        help="send each batch before preparing the next (to measure what the sending thread buys)",
     )
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--serve-sink", type=int, metavar="PORT", help=argparse.SUPPRESS)
