@@ -18,7 +18,7 @@ created beside the one named and dropped at the end):
    (min(N, 2000) messages). Printed: messages/s of each and Clove's ratio to them; the goal is a
    ratio of at least 0.5 to the one-connection loop.
 
-    .venv/bin/python bench/sequence_send.py [--subscriptions 10000] [--batch-size 200]
+    .venv/bin/python bench/sequence_send.py [--subscriptions 10000] [--batch-size 500]
         [--database-url postgresql://postgres@127.0.0.1:5432/postgres] [--json FILE]
 
 See bench/README.md for the figures on the reference machine.
@@ -661,7 +661,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "smtplib loop sending the same messages to the same SMTP sink."
     )
     p.add_argument("--subscriptions", type=int, default=10_000, help="subscriptions to send")
-    p.add_argument("--batch-size", type=int, default=200, help="the engine's batch size")
+    p.add_argument("--batch-size", type=int, default=500, help="the engine's batch size")
     p.add_argument(
         "--database-url",
         help="default: a temporary SQLite file. postgresql://...: a fresh database is created "

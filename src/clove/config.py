@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     embedded_worker: bool = False
     worker_poll_seconds: float = Field(default=0.5, gt=0, le=60)
     worker_lease_seconds: float = Field(default=300, gt=0)
-    worker_batch_size: int = Field(default=200, ge=1, le=5000)
+    worker_batch_size: int = Field(default=500, ge=1, le=5000)
 
     oauth_access_token_seconds: int = 3600
     log_level: str = "info"

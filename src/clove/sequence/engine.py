@@ -201,7 +201,7 @@ class SequenceEngine:
         *,
         clock: Clock = utcnow,
         lease_seconds: float = 300,
-        batch_size: int = 200,
+        batch_size: int = 500,
         smtp_config: Callable[[ConnectedAccount], Any] | None = None,
         organization_id: str | None = None,
         pipelined: bool = True,
