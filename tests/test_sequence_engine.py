@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -605,3 +606,20 @@ def test_a_reply_logged_through_the_api_stops_the_next_step(world: World, sink: 
     assert len(sink.messages) == 1
     sub = world.sub(sub_id)
     assert (sub.status, sub.status_reason) == ("finished", "reply-received")
+
+
+def test_a_pooled_connection_the_server_dropped_is_replaced_without_a_retry(
+    world: World, sink: SmtpSink
+) -> None:
+    clock = FakeClock(utcnow())
+    seq = world.sequence([{}])
+    world.subscribe(seq, at=clock.now)
+    engine = world.engine(sink.port, clock)
+    engine.run_until_idle()
+    client = engine.pool._open[world.account_id]
+    client.sock.shutdown(socket.SHUT_RDWR)  # as a server closing an idle connection does
+    [later] = world.subscribe(seq, at=clock.now)
+    engine.run_until_idle()
+    assert len(sink.messages) == 2
+    assert world.sub(later).status == "finished"
+    assert sink.recorder.connections == 2

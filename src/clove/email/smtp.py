@@ -130,5 +130,22 @@ class ConnectionPool:
         for account_id in list(self._open):
             self.discard(account_id)
 
+    def send(
+        self, account_id: str, config: SmtpConfig, sender: str, recipient: str, message: bytes
+    ) -> None:
+        """Sends over the account's open connection. A reused connection that the server has
+        closed meanwhile (servers drop idle ones) is replaced once, at once, rather than
+        counting as a failed attempt. Raises SmtpFailure."""
+        reused = account_id in self._open
+        try:
+            send(self.get(account_id, config), sender, [recipient], message)
+        except SmtpFailure as failure:
+            if failure.kind == "bounce":
+                raise
+            self.discard(account_id)
+            if not (reused and failure.code is None):
+                raise
+            send(self.get(account_id, config), sender, [recipient], message)
+
     def __len__(self) -> int:
         return len(self._open)

@@ -44,7 +44,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from clove.auth.service import AuthContext
 from clove.email.message import address, build_message, html_to_text, looks_like_html
 from clove.email.smtp import ConnectionPool, SmtpFailure
-from clove.email.smtp import send as smtp_send
 from clove.email_template.render import render_template, template_contexts
 from clove.errors import ValidationFailed
 from clove.event.service import Actor, event_values
@@ -349,12 +348,11 @@ class SequenceEngine:
                 config = configs[item.account_id]
                 if isinstance(config, SmtpFailure):
                     raise config
-                client = self.pool.get(item.account_id, config)
-                smtp_send(client, item.envelope_from, [item.recipient], item.message)
+                self.pool.send(
+                    item.account_id, config, item.envelope_from, item.recipient, item.message
+                )
             except SmtpFailure as failure:
                 item.failure = failure
-                if failure.kind != "bounce":
-                    self.pool.discard(item.account_id)  # reconnect for the next message
             except Exception as exc:  # a bug must not pass for a sent email
                 log.exception("sequence_send_failed", subscription_id=item.subscription_id)
                 item.failure = SmtpFailure("temporary", f"Internal error: {exc}")
