@@ -244,8 +244,9 @@ def serve(
         out.print(f"Try: curl -u {key}: {base}me/")
     else:
         out.print("Need a key? clove apikey create --email admin@example.com")
-    if not no_worker:
-        os.environ["CLOVE_EMBEDDED_WORKER"] = "1"  # read by the app's settings in each process
+    # Read by the app's settings in each process (the cached ones here were read before).
+    os.environ["CLOVE_EMBEDDED_WORKER"] = "0" if no_worker else "1"
+    get_settings.cache_clear()
     engine.dispose()
     uvicorn.run(
         "clove.app:create_app",
