@@ -21,41 +21,13 @@ from clove.connected_account.service import smtp_config
 from clove.db import make_engine, make_session_factory
 from clove.kit.secrets import decrypt
 from clove.models import ConnectedAccount
+from tests.compat.test_spec_schemas import CONNECTED_ACCOUNT
 from tests.conftest import Org, free_port
 from tests.test_membership import add_member
 
 URL = "/api/v1/connected_account/"
 NOT_FOUND = {"error": "Empty query: ConnectedAccount matching query does not exist."}
 USERNAME, PASSWORD = "mailer", "s3cret-Passw0rd"
-# Close's 26 default `_fields` of a connected account.
-FIELDS = {
-    "_type",
-    "available_calendars",
-    "available_features",
-    "calendar_receive_status",
-    "calendly",
-    "date_created",
-    "default_identity",
-    "email",
-    "email_receive_status",
-    "enabled_features",
-    "has_meeting_creation_scopes",
-    "id",
-    "identities",
-    "imap",
-    "is_imap_archive_sync_enabled",
-    "latest_receive_error",
-    "latest_send_error",
-    "lead_suggestions_updated_at",
-    "organization_id",
-    "receive_status",
-    "send_status",
-    "smtp",
-    "sync_all_calendars",
-    "synced_calendars",
-    "user_id",
-    "zoom_account_plan",
-}
 
 
 class Sink:
@@ -142,7 +114,7 @@ def test_create_verifies_the_login_and_returns_closes_shape(
     client: TestClient, org: Org, smtp_port: int, session_factory: sessionmaker[Session]
 ) -> None:
     account = create(client, org.auth, account_body(smtp_port))
-    assert set(account) == FIELDS
+    assert set(account) == CONNECTED_ACCOUNT
     assert account["id"].startswith("emailacct_") and len(account["id"]) == 10 + 43
     assert account["_type"] == "custom_email"
     assert account["user_id"] == org.user_id and account["organization_id"] == org.id

@@ -14,6 +14,7 @@ from clove.kit.dates import utcnow
 from clove.kit.ids import new_id
 from clove.models import Membership, SendAs, SequenceSubscription, User
 from clove.sequence.service import end_subscriptions
+from tests.compat.test_spec_schemas import SUBSCRIPTION
 from tests.conftest import Org
 from tests.test_sequences import (
     SUB_URL,
@@ -30,25 +31,6 @@ from tests.test_sequences import (
 
 URL = SUB_URL
 NOT_FOUND = {"error": "Empty query: SequenceSubscription matching query does not exist."}
-FIELDS = {
-    "id",
-    "sequence_id",
-    "contact_id",
-    "contact_email",
-    "lead_id",
-    "sender_account_id",
-    "sender_name",
-    "sender_email",
-    "calls_assigned_to",
-    "start_date",
-    "status",
-    "status_reason",
-    "organization_id",
-    "created_by_id",
-    "updated_by_id",
-    "date_created",
-    "date_updated",
-}
 
 
 def stored(session_factory: sessionmaker[Session], sub_id: str) -> SequenceSubscription:
@@ -117,7 +99,7 @@ def test_create_shape_defaults_and_engine_state(
     s = setup(client, org, session_factory)
     before = utcnow()
     sub = s.subscribe()
-    assert set(sub) == FIELDS
+    assert set(sub) == SUBSCRIPTION
     assert sub["id"].startswith("sub_") and len(sub["id"]) == 4 + 22
     assert sub["sequence_id"] == s.sequence["id"] and sub["contact_id"] == s.contact["id"]
     assert sub["lead_id"] == s.contact["lead_id"]

@@ -14,37 +14,12 @@ from clove.event.service import Actor
 from clove.kit.ids import new_id
 from clove.models import ConnectedAccount, Event, Sequence, SequenceStep
 from clove.sequence.service import end_subscriptions
+from tests.compat.test_spec_schemas import SEQUENCE, SEQUENCE_STEP
 from tests.conftest import Org
 
 URL = "/api/v1/sequence/"
 SUB_URL = "/api/v1/sequence_subscription/"
 NOT_FOUND = {"error": "Empty query: Sequence matching query does not exist."}
-FIELDS = {
-    "id",
-    "name",
-    "status",
-    "timezone",
-    "schedule",
-    "steps",
-    "organization_id",
-    "created_by_id",
-    "updated_by_id",
-    "date_created",
-    "date_updated",
-}
-STEP_FIELDS = {
-    "id",
-    "step_type",
-    "delay",
-    "email_template_id",
-    "threading",
-    "required",
-    "step_allowed_delay",
-    "created_by_id",
-    "updated_by_id",
-    "date_created",
-    "date_updated",
-}
 SCHEDULE = {"ranges": [{"weekday": d, "start": "09:00", "end": "16:59"} for d in range(1, 6)]}
 
 
@@ -150,7 +125,7 @@ def test_create_shape_and_defaults(
             {"delay": 259200, "email_template_id": tmpl, "threading": "new_thread"},
         ],
     )
-    assert set(seq) == FIELDS
+    assert set(seq) == SEQUENCE
     assert seq["id"].startswith("seq_") and len(seq["id"]) == 4 + 22
     assert seq["name"] == "Outreach" and seq["status"] == "active"
     assert seq["timezone"] == "America/Los_Angeles" and seq["schedule"] == SCHEDULE
@@ -158,7 +133,7 @@ def test_create_shape_and_defaults(
     assert seq["created_by_id"] == seq["updated_by_id"] == org.user_id
     assert "+" not in seq["date_created"] and "." in seq["date_created"]  # naive
     call, first, second = seq["steps"]
-    assert all(set(s) == STEP_FIELDS for s in seq["steps"])
+    assert all(set(s) == SEQUENCE_STEP for s in seq["steps"])
     assert call["id"].startswith("seqstep_")
     assert (call["step_type"], call["email_template_id"], call["threading"]) == ("call", None, None)
     assert (first["step_type"], first["threading"], first["required"]) == (
