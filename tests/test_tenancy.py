@@ -23,6 +23,7 @@ from clove.event.service import Actor, record_event
 from clove.kit.ids import new_id
 from clove.models import (
     Base,
+    BulkAction,
     ConnectedAccount,
     Contact,
     CustomField,
@@ -74,9 +75,16 @@ OWNED_IDS: dict[str, Callable[[Victim], list[str]]] = {
     "account_id": lambda b: b.owned["account_id"],
     "send_as_id": lambda b: b.owned["send_as_id"],
     "phone_number_id": lambda b: b.owned["phone_number_id"],
+    "action_id": lambda b: b.owned["action_id"],
 }
 
 VICTIM_EMAIL = "victim@example.com"
+BULK_KINDS = {
+    "sequence_subscription": "bulkseqsub",
+    "email": "bulkemail",
+    "edit": "bulkedit",
+    "delete": "bulkdelete",
+}
 
 # Path parameters naming rows of one table: the victim's rows are read from there.
 PARAM_TABLES: dict[str, type[Any]] = {
@@ -94,6 +102,7 @@ PARAM_TABLES: dict[str, type[Any]] = {
     "account_id": ConnectedAccount,
     "send_as_id": SendAs,
     "phone_number_id": PhoneNumber,
+    "action_id": BulkAction,
 }
 
 # Path parameters that do not name an organization's object (built-in, shared by everyone).
@@ -114,6 +123,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/v1/sequence_subscription/{subscription_id}/"): {"status": "paused"},
     ("PUT", "/api/v1/activity/email/{activity_id}/"): {"subject": "Taken over"},
     ("PUT", "/api/v1/task/{task_id}/"): {"is_complete": True, "text": "Taken over"},
+    ("PUT", "/api/v1/bulk_action/sequence_subscription/{action_id}/"): {"status": "paused"},
 }
 
 
@@ -237,6 +247,19 @@ def victim(other_org: Org, session_factory: sessionmaker[Session]) -> Victim:
                 ),
             ]
         )
+        # One of every kind, running, so that a pause would change it.
+        session.add_all(
+            BulkAction(
+                id=new_id(prefix),
+                organization_id=other_org.id,
+                kind=kind,
+                status="processing",
+                query="*",
+                params={"action_type": "pause"} if kind == "sequence_subscription" else {},
+                created_by=other_org.user_id,
+            )
+            for kind, prefix in BULK_KINDS.items()
+        )
         record_event(
             session,
             actor,
@@ -327,7 +350,10 @@ def test_bodies_listed_here_are_valid_for_the_callers_own_objects(
     email = client.post("/api/v1/activity/email/", json=draft, auth=org.auth)
     task = client.post("/api/v1/task/", json={"lead_id": own_lead["id"]}, auth=org.auth)
     phone = client.post("/api/v1/phone_number/", json={"number": "+16503334444"}, auth=org.auth)
+    pause = {"action_type": "pause", "query": "*"}
+    action = client.post("/api/v1/bulk_action/sequence_subscription/", json=pause, auth=org.auth)
     values = {
+        "action_id": action.json()["id"],
         "org_id": org.id,
         "membership_id": own.membership_id,
         "saved_search_id": view.json()["id"],

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from clove.activity.endpoints import router as activity_router
 from clove.api_key.endpoints import router as api_key_router
 from clove.auth.service import Authenticator
+from clove.bulk_action.endpoints import router as bulk_action_router
 from clove.config import Settings, get_settings
 from clove.connected_account.endpoints import router as connected_account_router
 from clove.contact.endpoints import router as contact_router
@@ -65,6 +66,7 @@ API_ROUTERS = [
     sequence_router,
     activity_router,
     task_router,
+    bulk_action_router,
 ]
 
 

@@ -264,8 +264,12 @@ def serve(
 def worker(
     database_url: DatabaseUrl = None,
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit")] = False,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=64, help="Worker threads in this process")
+    ] = 1,
 ) -> None:
-    """Run background work (sequence steps) until interrupted; scale out by starting more."""
+    """Run background work (sequence steps, bulk actions) until interrupted; scale out by
+    starting more. SIGTERM lets each thread finish its current chunk, then exits."""
     import signal
     import threading
 
@@ -277,7 +281,8 @@ def worker(
     configure_logging(settings.log_level, settings.log_json)
     engine = _engine(database_url)
     _ensure_secret_key()
-    runner = Worker(writing_session_factory(engine), get_settings())
+    factory = writing_session_factory(engine)
+    runner = Worker(factory, settings)
     if once:
         total = 0
         while done := runner.run_once():
@@ -288,8 +293,16 @@ def worker(
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    err.print("Clove worker running; Ctrl-C stops it.")
+    err.print(f"Clove worker running ({concurrency} thread(s)); Ctrl-C stops it.")
+    threads = [
+        threading.Thread(target=Worker(factory, settings).run, args=(stop,), name=f"worker-{i}")
+        for i in range(1, concurrency)
+    ]
+    for thread in threads:
+        thread.start()
     runner.run(stop)
+    for thread in threads:
+        thread.join()
 
 
 def _first_run_key(engine: Engine) -> str | None:

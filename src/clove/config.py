@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +42,19 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(default=0.5, gt=0, le=60)
     worker_lease_seconds: float = Field(default=300, gt=0)
     worker_batch_size: int = Field(default=500, ge=1, le=5000)
+    # Bulk actions: leads per chunk (one transaction each), and how long a worker keeps one
+    # job before giving another organization's job a turn.
+    bulk_chunk_size: int = Field(default=2000, ge=1, le=100_000)
+    job_slice_seconds: float = Field(default=1.0, ge=0)
+
+    # The system mailbox for Clove's own mail (bulk action done emails). Without a host that
+    # mail is logged instead of sent.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
+    smtp_from: str = "clove@localhost"
 
     oauth_access_token_seconds: int = 3600
     log_level: str = "info"

@@ -43,6 +43,7 @@ from clove.event.service import Actor, record_event
 from clove.kit.ids import new_id
 from clove.models import (
     ApiKey,
+    BulkAction,
     ConnectedAccount,
     Contact,
     CustomField,
@@ -255,6 +256,17 @@ def real_ids(session_factory: sessionmaker[Session], org: Org) -> dict[str, str]
             number="+16503334444",
         )
         session.add_all([account, send_as, phone])
+        bulk_subscribe = new_id("bulkseqsub")
+        session.add(
+            BulkAction(
+                id=bulk_subscribe,
+                organization_id=org.id,
+                kind="sequence_subscription",
+                query="name:Fuzzed",
+                params={"action_type": "pause"},
+                created_by=org.user_id,
+            )
+        )
     return {
         "connected_account": account.id,
         "send_as": send_as.id,
@@ -276,18 +288,23 @@ def real_ids(session_factory: sessionmaker[Session], org: Org) -> dict[str, str]
         "email_template": template.id,
         "sequence": sequence.id,
         "sequence_subscription": subscription.id,
+        "bulk_action/sequence_subscription": bulk_subscribe,
         "activity": email.id,
         "task": task.id,
     }
 
 
 def resource_of(path: str) -> str:
-    """What a path's id names: the first segment, or two for `/custom_field/<type>/`."""
+    """What a path's id names: the first segment, or two for `/custom_field/<type>/` and
+    `/bulk_action/<kind>/`."""
     segments = path.strip("/").split("/")
-    return "/".join(segments[:2]) if segments[0] == "custom_field" else segments[0]
+    return "/".join(segments[:2]) if segments[0] in TWO_SEGMENTS else segments[0]
 
 
-def seed_bodies(org: Org) -> dict[tuple[str, str], Any]:
+TWO_SEGMENTS = ("custom_field", "bulk_action")
+
+
+def seed_bodies(org: Org, ids: dict[str, str]) -> dict[tuple[str, str], Any]:
     """A valid body per write operation, by (METHOD, normalised path)."""
     return {
         ("PUT", "/organization/{}/"): {"name": "Fuzzed name", "currency": "EUR"},
@@ -317,6 +334,10 @@ def seed_bodies(org: Org) -> dict[tuple[str, str], Any]:
         ("POST", "/sequence/"): {"name": "Seeded", "steps": [{"step_type": "call"}]},
         ("PUT", "/sequence/{}/"): {"name": "Renamed by the fuzzer"},
         ("PUT", "/sequence_subscription/{}/"): {"status": "paused"},
+        ("POST", "/bulk_action/sequence_subscription/"): {
+            "action_type": "pause",
+            "s_query": {"type": "object_type", "object_type": "lead"},
+        },
         ("PUT", "/activity/email/{}/"): {"subject": "Renamed by the fuzzer"},
         ("PUT", "/task/{}/"): {"text": "Renamed by the fuzzer", "is_complete": True},
         # Not checked over SMTP: fuzzed hosts must not be dialled.
@@ -380,7 +401,7 @@ def fuzz(
     strategies = [operation.as_strategy()]
     if real:
         strategies.append(operation.as_strategy(path_parameters=real))
-    seed = seed_bodies(org).get(key)
+    seed = seed_bodies(org, ids).get(key)
     if seed is not None:  # a valid request, so that accepted writes are fuzzed too
         strategies.append(operation.as_strategy(path_parameters=real or None, body=seed))
     params = seed_params(ids).get(key)

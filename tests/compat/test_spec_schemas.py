@@ -456,6 +456,9 @@ def samples(org: Org, known: dict[str, str]) -> dict[tuple[str, str], Sample]:
             {"sequence_id": known["spare_sequence"], "contact_id": known["contact"]}
         ),
         ("PUT", "/sequence_subscription/{}/"): Sample({"status": "paused"}),
+        ("POST", "/bulk_action/sequence_subscription/"): Sample(
+            BULK_SUBSCRIBE | known_sender(known)
+        ),
         ("POST", "/activity/email/"): Sample(
             {
                 "lead_id": known["lead"],
@@ -530,10 +533,15 @@ def ids(org: Org, client: TestClient) -> dict[str, str]:
         json={"sequence_id": sequence["id"], "contact_id": lead["contact_ids"][0]},
         auth=org.auth,
     ).json()
+    accounts = email_accounts(org, client)
+    bulk = client.post(
+        "/api/v1/bulk_action/sequence_subscription/",
+        json=BULK_SUBSCRIBE | known_sender({**accounts, "spare_sequence": spare["id"]}),
+        auth=org.auth,
+    ).json()
     draft = {"lead_id": lead["id"], "status": "draft", "subject": "Draft"}
     email = client.post("/api/v1/activity/email/", json=draft, auth=org.auth).json()
     task = client.post("/api/v1/task/", json={"lead_id": lead["id"]}, auth=org.auth).json()
-    accounts = email_accounts(org, client)
     phone = client.post(
         "/api/v1/phone_number/", json={"number": "+16503334444"}, auth=org.auth
     ).json()
@@ -558,8 +566,43 @@ def ids(org: Org, client: TestClient) -> dict[str, str]:
         "sequence": sequence["id"],
         "spare_sequence": spare["id"],
         "sequence_subscription": subscription["id"],
+        "bulk_action/sequence_subscription": bulk["id"],
         "activity": email["id"],
         "task": task["id"],
+    }
+
+
+# Close's example request (close-api.md §3.3), sent for real.
+BULK_SUBSCRIBE = {
+    "action_type": "subscribe",
+    "contact_preference": "lead",
+    "results_limit": None,
+    "s_query": {
+        "type": "and",
+        "queries": [
+            {"type": "object_type", "object_type": "lead"},
+            {
+                "type": "field_condition",
+                "field": {"type": "regular_field", "object_type": "lead", "field_name": "name"},
+                "condition": {"type": "text", "mode": "full_words", "value": "ACME Inc."},
+            },
+        ],
+    },
+    "sort": [
+        {
+            "direction": "desc",
+            "field": {"type": "regular_field", "object_type": "lead", "field_name": "date_created"},
+        }
+    ],
+}
+
+
+def known_sender(known: dict[str, str]) -> dict[str, str]:
+    return {
+        "sender_account_id": known["connected_account"],
+        "sender_email": "sender@example.com",
+        "sender_name": "John Doe",
+        "sequence_id": known["spare_sequence"],
     }
 
 
@@ -590,9 +633,10 @@ def email_accounts(org: Org, client: TestClient) -> dict[str, str]:
 
 
 def resource_of(path: str) -> str:
-    """What a path's id names: the first segment, or two for `/custom_field/<type>/`."""
+    """What a path's id names: the first segment, or two for `/custom_field/<type>/` and
+    `/bulk_action/<kind>/`."""
     segments = path.strip("/").split("/")
-    return "/".join(segments[:2]) if segments[0] == "custom_field" else segments[0]
+    return "/".join(segments[:2]) if segments[0] in ("custom_field", "bulk_action") else segments[0]
 
 
 def _implemented() -> list[Any]:

@@ -96,7 +96,7 @@ def serialize_email_activity(
         "sequence_id": activity.sequence_id,
         "sequence_name": activity.sequence_name,
         "sequence_subscription_id": activity.sequence_subscription_id,
-        "bulk_email_action_id": None,
+        "bulk_email_action_id": activity.bulk_email_action_id,
         "followup_sequence_id": None,
         "followup_sequence_delay": None,
         "followup_sequence_add_cc_bcc": False,

@@ -16,6 +16,7 @@ from clove.models.crm import (
 from clove.models.custom_field import CustomField
 from clove.models.email import EmailTemplate, UnsubscribedEmail
 from clove.models.event import Event
+from clove.models.job import BulkAction, BulkActionItem, Job
 from clove.models.organization import Membership, Organization, User
 from clove.models.saved_search import SavedSearch
 from clove.models.sequence import Sequence, SequenceStep, SequenceStepRun, SequenceSubscription
@@ -23,6 +24,8 @@ from clove.models.sequence import Sequence, SequenceStep, SequenceStepRun, Seque
 __all__ = [
     "ApiKey",
     "Base",
+    "BulkAction",
+    "BulkActionItem",
     "ConnectedAccount",
     "Contact",
     "ContactEmail",
@@ -32,6 +35,7 @@ __all__ = [
     "EmailActivity",
     "EmailTemplate",
     "Event",
+    "Job",
     "Lead",
     "LeadAddress",
     "LeadStatus",

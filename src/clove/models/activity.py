@@ -45,6 +45,7 @@ class EmailActivity(Timestamps, Base):
     sequence_id: Mapped[str | None] = mapped_column(ID, nullable=True)
     sequence_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     sequence_subscription_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    bulk_email_action_id: Mapped[str | None] = mapped_column(ID, nullable=True)
     date_sent: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     created_by: Mapped[str | None] = mapped_column(ID, nullable=True)
     updated_by: Mapped[str | None] = mapped_column(ID, nullable=True)

@@ -618,6 +618,7 @@ def _stage_email(
             "sequence_id": sequence["id"],
             "sequence_name": sequence["name"],
             "sequence_subscription_id": sub["id"],
+            "bulk_email_action_id": None,
             "date_sent": None,
             "created_by": account["user_id"],
             "updated_by": account["user_id"],

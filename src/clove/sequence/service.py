@@ -475,8 +475,15 @@ def create_subscription(session: Session, actor: Actor, body: SubscriptionCreate
         )
     )
     email = _contact_email(session, org, contact, body.contact_email, "email" in step_types)
-    sender = _sender(session, actor, body, required="email" in step_types)
-    calls = _calls_assigned_to(session, actor, body.calls_assigned_to, "call" in step_types)
+    sender = resolve_sender(
+        session,
+        actor,
+        body.sender_account_id,
+        body.sender_email,
+        body.sender_name,
+        required="email" in step_types,
+    )
+    calls = resolve_calls_assigned_to(session, actor, body.calls_assigned_to, "call" in step_types)
     _refuse_live_duplicate(session, sequence.id, contact.id)
     now = utcnow()
     sub = Sub(
@@ -550,20 +557,26 @@ def _contact_email(
     return email
 
 
-def _sender(
-    session: Session, actor: Actor, body: SubscriptionCreate, *, required: bool
+def resolve_sender(
+    session: Session,
+    actor: Actor,
+    account_id: str | None,
+    sender_email: str | None,
+    sender_name: str | None,
+    *,
+    required: bool,
 ) -> dict[str, Any]:
     """`sender_account_id`, `sender_email`, `sender_name`: an account the caller may send
     from (their own, or one whose owner granted them Send As) and one of its identities."""
-    if body.sender_account_id is None:
+    if account_id is None:
         if required:
             raise field_error("sender_account_id", "This field is required.")
-        if body.sender_email is not None or body.sender_name is not None:
+        if sender_email is not None or sender_name is not None:
             raise field_error("sender_account_id", "Required with sender_email or sender_name.")
         return {"sender_account_id": None, "sender_email": None, "sender_name": None}
     account = session.scalars(
         select(ConnectedAccount).where(
-            ConnectedAccount.id == body.sender_account_id,
+            ConnectedAccount.id == account_id,
             ConnectedAccount.organization_id == actor.organization_id,
         )
     ).first()
@@ -576,17 +589,17 @@ def _sender(
     identities = [i for i in account.identities or [] if i.get("email")] or [
         {"email": account.email, "name": None}
     ]
-    if body.sender_email is None:
+    if sender_email is None:
         identity = identities[0]
     else:
-        wanted = body.sender_email.strip().lower()
+        wanted = sender_email.strip().lower()
         matching = [i for i in identities if str(i["email"]).lower() == wanted]
         if not matching and account.email.lower() == wanted:
             matching = [{"email": account.email, "name": None}]
         if not matching:
             raise field_error("sender_email", "Not an email address of the sender account.")
         identity = matching[0]
-    name = body.sender_name if body.sender_name is not None else identity.get("name")
+    name = sender_name if sender_name is not None else identity.get("name")
     return {
         "sender_account_id": account.id,
         "sender_email": identity["email"],
@@ -594,7 +607,7 @@ def _sender(
     }
 
 
-def _calls_assigned_to(
+def resolve_calls_assigned_to(
     session: Session, actor: Actor, wanted: list[str] | None, has_calls: bool
 ) -> list[str]:
     """Active members of the organization; by default the caller when there are call steps."""

@@ -1,4 +1,4 @@
-"""The background worker: runs due sequence steps until told to stop.
+"""The background worker: runs due sequence steps and jobs (bulk actions) until told to stop.
 
 `clove worker` runs it in the foreground; `clove serve` runs one in a thread beside the API
 (unless `--no-worker`). Any number may run against one database: work is claimed with leases.
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from clove.config import Settings
 from clove.kit.dates import utcnow
 from clove.sequence.engine import Clock, SequenceEngine
+from clove.worker.jobs import Handler, JobRunner
 
 log = structlog.get_logger(__name__)
 
@@ -29,10 +30,17 @@ class Worker:
             lease_seconds=settings.worker_lease_seconds,
             batch_size=settings.worker_batch_size,
         )
+        self.jobs = JobRunner(
+            session_factory,
+            job_handlers(settings),
+            clock=clock,
+            lease_seconds=settings.worker_lease_seconds,
+            slice_seconds=settings.job_slice_seconds,
+        )
 
-    def run_once(self) -> int:
+    def run_once(self, stop: threading.Event | None = None) -> int:
         """One pass over every kind of work; how many items it took."""
-        return self.sequences.run_once()
+        return self.sequences.run_once() + self.jobs.run_once(stop)
 
     def run(self, stop: threading.Event) -> None:
         """Works until `stop` is set; sleeps `worker_poll_seconds` only when nothing was due."""
@@ -40,7 +48,7 @@ class Worker:
         try:
             while not stop.is_set():
                 try:
-                    done = self.run_once()
+                    done = self.run_once(stop)
                 except Exception:  # a bug or a lost database must not end the loop
                     log.exception("worker_pass_failed")
                     done = 0
@@ -49,6 +57,14 @@ class Worker:
         finally:
             self.sequences.close()
             log.info("worker_stopped")
+
+
+def job_handlers(settings: Settings) -> dict[str, Handler]:
+    """The job kinds a worker runs, by `Job.kind`."""
+    from clove.bulk_action import service as bulk_service
+    from clove.bulk_action.tasks import BulkActionJob
+
+    return {bulk_service.JOB_KIND: BulkActionJob(settings)}
 
 
 def start_in_thread(
