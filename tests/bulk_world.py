@@ -118,6 +118,7 @@ class BulkWorld:
             job_handlers(config),
             lease_seconds=60,
             slice_seconds=config.job_slice_seconds,
+            organization_id=self.org.id,
         )
 
     def run_jobs(self, **settings: Any) -> int:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
-from clove.models import Event, SequenceSubscription, UnsubscribedEmail
+from clove.models import BulkAction, Event, Job, SequenceSubscription, UnsubscribedEmail, User
 from tests.bulk_world import ALL_LEADS, BulkWorld, leads_named, make_world
 from tests.conftest import Org
+from tests.smtp_sink import SmtpSink
 
 FIELDS = {
     "action_type",
@@ -216,3 +219,255 @@ def test_pause_and_resume_mid_run(world: BulkWorld) -> None:
     assert len(subscribed(world, seq)) == 6
     again = world.client.put(path, json={"status": "paused"}, auth=world.org.auth)
     assert again.status_code == 400
+
+
+# --- Validation ----------------------------------------------------------------------------------
+
+
+def bulk_count(world: BulkWorld) -> int:
+    return world.count(BulkAction) + world.count(Job)
+
+
+INVALID = [
+    ({"action_type": None}, "action_type"),
+    ({"action_type": "unsubscribe"}, "action_type"),
+    ({"sequence_id": None}, "sequence_id"),
+    ({"sender_account_id": None}, "sender_account_id"),
+    ({"sender_name": None}, "sender_name"),
+    ({"sender_email": None}, "sender_email"),
+    ({"contact_preference": None}, "contact_preference"),
+    ({"contact_preference": "everyone"}, "contact_preference"),
+    ({"sequence_id": "seq_doesnotexist"}, "sequence_id"),
+    ({"sender_account_id": "emailacct_nope"}, "sender_account_id"),
+    ({"sender_email": "someone-else@clove.test"}, "sender_email"),
+    ({"from_phone_number_id": "phon_nope"}, "from_phone_number_id"),
+    ({"calls_assigned_to": ["user_stranger"]}, "calls_assigned_to"),
+    ({"s_query": None}, "s_query"),
+    ({"s_query": {"type": "bogus"}}, "s_query"),
+    ({"s_query": {"type": "object_type", "object_type": "contact"}}, "s_query"),
+    (
+        {
+            "s_query": {
+                "type": "field_condition",
+                "field": {"type": "regular_field", "object_type": "lead", "field_name": "nope"},
+                "condition": {"type": "text", "mode": "full_words", "value": "x"},
+            }
+        },
+        "s_query",
+    ),
+    ({"sort": [{"direction": "sideways", "field": {}}]}, "sort"),
+    ({"results_limit": -1}, "results_limit"),
+    ({"results_limit": "10"}, "results_limit"),
+    ({"send_done_email": "yes"}, "send_done_email"),
+    ({"unknown_field": 1}, "unknown_field"),
+]
+
+
+@pytest.mark.parametrize(("change", "field"), INVALID, ids=[f for _, f in INVALID])
+def test_invalid_requests_are_400_naming_the_field_and_create_nothing(
+    world: BulkWorld, change: dict[str, object], field: str
+) -> None:
+    seq = world.sequence()
+    body = world.subscribe_body(seq)
+    for key, value in change.items():
+        if value is None:
+            body.pop(key, None)
+        else:
+            body[key] = value
+    before = bulk_count(world)
+    response = world.post("sequence_subscription", body)
+    assert response.status_code == 400, response.text
+    errors = response.json()
+    assert set(errors) == {"errors", "field-errors"}
+    assert any(key == field or key.startswith(field) for key in errors["field-errors"]), errors
+    assert bulk_count(world) == before
+
+
+def test_another_organizations_sequence_and_account_are_refused(
+    world: BulkWorld, other_org: Org, engine: Engine, database_url: str
+) -> None:
+    theirs = make_world(world.client, other_org, engine, database_url)
+    their_seq = theirs.sequence()
+    for change, field in (
+        ({"sequence_id": their_seq}, "sequence_id"),
+        ({"sender_account_id": theirs.account_id}, "sender_account_id"),
+    ):
+        body = world.subscribe_body(world.sequence()) | change
+        response = world.post("sequence_subscription", body)
+        assert response.status_code == 400
+        assert field in response.json()["field-errors"]
+    mine = world.post("sequence_subscription", world.subscribe_body(world.sequence())).json()
+    response = theirs.client.get(
+        f"/api/v1/bulk_action/sequence_subscription/{mine['id']}/", auth=other_org.auth
+    )
+    assert response.status_code == 404
+    listed = theirs.client.get("/api/v1/bulk_action/sequence_subscription/", auth=other_org.auth)
+    assert listed.json() == {"data": [], "has_more": False}
+
+
+def test_list_is_newest_first_with_skip_limit_and_fields(world: BulkWorld) -> None:
+    seq = world.sequence()
+    ids = [
+        world.post("sequence_subscription", world.subscribe_body(seq)).json()["id"] for _ in "abc"
+    ]
+    path = "/api/v1/bulk_action/sequence_subscription/"
+    page = world.client.get(path, params={"_limit": 2}, auth=world.org.auth).json()
+    assert [a["id"] for a in page["data"]] == ids[::-1][:2]
+    assert page["has_more"] is True
+    rest = world.client.get(path, params={"_skip": 2}, auth=world.org.auth).json()
+    assert [a["id"] for a in rest["data"]] == ids[:1]
+    narrow = world.client.get(path, params={"_fields": "id,status"}, auth=world.org.auth).json()
+    assert all(set(a) == {"id", "status"} for a in narrow["data"])
+
+
+# --- Dry run, events, done email -----------------------------------------------------------------
+
+
+def test_dry_run_counts_and_samples_without_writing(world: BulkWorld) -> None:
+    seq = world.sequence()
+    world.lead("Dry", [["d1@x.test"], []])
+    before = bulk_count(world)
+    response = world.post("sequence_subscription", world.subscribe_body(seq, dry_run=True))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["dry_run"] is True and body["id"] is None
+    assert (body["n_leads"], body["n_objects"]) == (1, 2)
+    assert body["skipped"] == {"no_email": 1}
+    assert [s["contact_email"] for s in body["sample"]] == ["d1@x.test"]
+    assert bulk_count(world) == before
+    assert subscribed(world, seq) == []
+
+
+def test_lifecycle_events_and_the_done_email(
+    world: BulkWorld, engine: Engine, database_url: str
+) -> None:
+    seq = world.sequence()
+    world.lead("Mail", [["m@x.test"]])
+    action = world.post("sequence_subscription", world.subscribe_body(seq)).json()
+    with SmtpSink() as sink:
+        world.run_jobs(smtp_host="127.0.0.1", smtp_port=sink.port, smtp_security="none")
+        assert len(sink.messages) == 1
+        message = sink.messages[0]
+    with world.reader() as session:
+        admin = session.scalar(select(User.email).where(User.id == world.org.user_id))
+        events = session.scalars(
+            select(Event).where(Event.object_id == action["id"]).order_by(Event.date_created)
+        ).all()
+    assert message["To"] == admin
+    assert "done" in message["Subject"]
+    assert [e.action for e in events][0] == "created"
+    assert [e.action for e in events][-1] == "completed"
+    assert {e.object_type for e in events} == {"bulk_action.sequence_subscription"}
+    statuses = [e.data["status"] for e in events]
+    assert statuses[:3] == ["created", "loading", "processing"]
+    assert statuses[-1] == "done"
+
+
+def test_no_done_email_when_not_asked(world: BulkWorld) -> None:
+    seq = world.sequence()
+    world.lead("Quiet", [["q@x.test"]])
+    world.post("sequence_subscription", world.subscribe_body(seq, send_done_email=False))
+    with SmtpSink() as sink:
+        world.run_jobs(smtp_host="127.0.0.1", smtp_port=sink.port, smtp_security="none")
+        assert sink.messages == []
+
+
+def test_resume_is_refused_seven_days_after_the_pause(world: BulkWorld) -> None:
+    seq = world.sequence()
+    action = world.post("sequence_subscription", world.subscribe_body(seq)).json()
+    path = f"/api/v1/bulk_action/sequence_subscription/{action['id']}/"
+    paused = world.client.put(path, json={"status": "paused"}, auth=world.org.auth).json()
+    assert paused["status"] == "paused"
+    with world.factory.begin() as session:
+        row = session.get(BulkAction, action["id"])
+        assert row is not None and row.paused_at is not None
+        row.paused_at -= timedelta(days=7, minutes=1)
+    refused = world.client.put(path, json={"status": "resuming"}, auth=world.org.auth)
+    assert refused.status_code == 400
+    assert "7 days" in refused.json()["field-errors"]["status"]
+    bad = world.client.put(path, json={"status": "done"}, auth=world.org.auth)
+    assert bad.status_code == 400
+
+
+# --- pause, resume, resume_finished, reassign ----------------------------------------------------
+
+
+def statuses(world: BulkWorld, sequence_id: str) -> list[tuple[str, str | None]]:
+    with world.reader() as session:
+        rows = session.execute(
+            select(SequenceSubscription.status, SequenceSubscription.status_reason)
+            .where(SequenceSubscription.sequence_id == sequence_id)
+            .order_by(SequenceSubscription.contact_id)
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def test_pause_then_resume_the_subscriptions_of_matching_leads(world: BulkWorld) -> None:
+    seq, other = world.sequence(), world.sequence()
+    world.lead("Target", [["t1@x.test"], ["t2@x.test"]])
+    world.lead("Bystander", [["b@x.test"]])
+    for sequence_id in (seq, other):
+        world.post("sequence_subscription", world.subscribe_body(sequence_id))
+    world.run_jobs()
+
+    pause = {"action_type": "pause", "sequence_id": seq, "s_query": leads_named("Target")}
+    action = world.post("sequence_subscription", pause).json()
+    world.run_jobs()
+    assert sorted(statuses(world, seq)) == [
+        ("active", None),
+        ("paused", "bulk-action"),
+        ("paused", "bulk-action"),
+    ]
+    assert all(s == "active" for s, _ in statuses(world, other))
+    done = world.get("sequence_subscription", action["id"])
+    assert (done["n_objects"], done["n_objects_processed"]) == (2, 2)
+    with world.reader() as session:
+        metas = session.scalars(
+            select(Event.meta).where(
+                Event.object_type == "sequence_subscription", Event.action == "updated"
+            )
+        ).all()
+    assert len(metas) == 2 and all(m["bulk_action_id"] == action["id"] for m in metas)
+
+    # Without sequence_id: every sequence's subscriptions of the matching leads.
+    world.post("sequence_subscription", {"action_type": "pause", "s_query": leads_named("Target")})
+    world.run_jobs()
+    assert sorted(statuses(world, other))[1:] == [("paused", "bulk-action")] * 2
+    world.post("sequence_subscription", {"action_type": "resume", "s_query": ALL_LEADS})
+    world.run_jobs()
+    assert all(s == "active" for s, _ in statuses(world, seq) + statuses(world, other))
+
+
+def test_resume_finished_and_reassign(world: BulkWorld) -> None:
+    seq = world.sequence()
+    world.lead("Again", [["again@x.test"]])
+    world.post("sequence_subscription", world.subscribe_body(seq))
+    world.run_jobs()
+    with world.factory.begin() as session:
+        mine = select(SequenceSubscription).where(SequenceSubscription.sequence_id == seq)
+        for sub in session.scalars(mine):
+            sub.status, sub.status_reason = "finished", "finished"
+    resume = {"action_type": "resume_finished", "sequence_id": seq, "s_query": ALL_LEADS}
+    world.post("sequence_subscription", resume)
+    world.run_jobs()
+    assert statuses(world, seq) == [("active", None)]
+
+    reassign = {
+        "action_type": "reassign",
+        "sequence_id": seq,
+        "s_query": ALL_LEADS,
+        "sender_account_id": world.account_id,
+        "sender_email": "sam@clove.test",
+        "sender_name": "Samantha",
+        "calls_assigned_to": [world.org.user_id],
+    }
+    response = world.post("sequence_subscription", reassign)
+    assert response.status_code == 200, response.text
+    world.run_jobs()
+    with world.reader() as session:
+        sub = session.scalars(
+            select(SequenceSubscription).where(SequenceSubscription.sequence_id == seq)
+        ).one()
+    assert (sub.sender_name, sub.calls_assigned_to) == ("Samantha", [world.org.user_id])
+    nothing = world.post("sequence_subscription", {"action_type": "reassign", "s_query": ALL_LEADS})
+    assert nothing.status_code == 400

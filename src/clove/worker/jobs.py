@@ -111,6 +111,7 @@ class JobRunner:
         lease_seconds: float = 300,
         slice_seconds: float = 1.0,
         name: str | None = None,
+        organization_id: str | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.handlers = handlers
@@ -118,6 +119,8 @@ class JobRunner:
         self.lease = timedelta(seconds=lease_seconds)
         self.slice_seconds = slice_seconds
         self.name = name or worker_name()
+        # Only this organization's jobs (tests share one database between organizations).
+        self.organization_id = organization_id
 
     def run_once(self, stop: threading.Event | None = None) -> int:
         """Claims one job and runs chunks of it for one time slice; how many chunks ran."""
@@ -167,6 +170,8 @@ class JobRunner:
                 .limit(1)
                 .with_for_update(skip_locked=True, of=jobs)
             )
+            if self.organization_id is not None:
+                candidate = candidate.where(jobs.c.organization_id == self.organization_id)
             free = or_(Job.locked_until.is_(None), Job.locked_until < now)
             claimed = session.execute(
                 update(Job)
