@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from datetime import timedelta
 
 import pytest
@@ -471,3 +475,33 @@ def test_resume_finished_and_reassign(world: BulkWorld) -> None:
     assert (sub.sender_name, sub.calls_assigned_to) == ("Samantha", [world.org.user_id])
     nothing = world.post("sequence_subscription", {"action_type": "reassign", "s_query": ALL_LEADS})
     assert nothing.status_code == 400
+
+
+# --- clove bulk watch ----------------------------------------------------------------------------
+
+
+def test_clove_bulk_watch_follows_an_action_until_it_is_done(
+    world: BulkWorld, database_url: str
+) -> None:
+    seq = world.sequence()
+    for i in range(4):
+        world.lead(f"Watched {i}", [[f"w{i}@x.test"]])
+    action = world.post("sequence_subscription", world.subscribe_body(seq)).json()
+    command = [sys.executable, "-m", "clove", "bulk", "watch", action["id"], "--interval", "0.05"]
+    env = {**os.environ, "CLOVE_DATABASE_URL": database_url, "COLUMNS": "200"}
+    watcher = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        assert watcher.poll() is None, "it ended before the action did"
+        world.run_jobs()
+        _, output = watcher.communicate(timeout=30)
+    finally:
+        watcher.kill()
+    assert watcher.returncode == 0, output
+    assert f"{action['id']}: done. objects 4/4" in output
+
+    unknown = subprocess.run(
+        [*command[:5], "bulkseqsub_nope"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert unknown.returncode == 2
+    assert "No bulk action bulkseqsub_nope" in unknown.stderr

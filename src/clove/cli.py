@@ -10,6 +10,7 @@ from rich.console import Console
 from sqlalchemy import Engine, func, select
 
 from clove.config import get_settings
+from clove.bulk_action.cli import bulk_app
 from clove.connected_account.cli import account_app
 from clove.db import make_engine, make_session_factory
 
@@ -23,6 +24,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(oauth_app, name="oauth-app")
 app.add_typer(account_app, name="account")
+app.add_typer(bulk_app, name="bulk")
 
 err = Console(stderr=True)
 out = Console(soft_wrap=True)
