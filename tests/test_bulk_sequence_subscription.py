@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
+from clove.bulk_action.service import timezone_from_name, timezone_name
 from clove.models import BulkAction, Event, Job, SequenceSubscription, UnsubscribedEmail, User
 from tests.bulk_world import ALL_LEADS, BulkWorld, leads_named, make_world
 from tests.conftest import Org
@@ -359,8 +360,7 @@ def test_lifecycle_events_and_the_done_email(
         ).all()
     assert message["To"] == admin
     assert "done" in message["Subject"]
-    assert [e.action for e in events][0] == "created"
-    assert [e.action for e in events][-1] == "completed"
+    assert (events[0].action, events[-1].action) == ("created", "completed")
     assert {e.object_type for e in events} == {"bulk_action.sequence_subscription"}
     statuses = [e.data["status"] for e in events]
     assert statuses[:3] == ["created", "loading", "processing"]
@@ -505,3 +505,39 @@ def test_clove_bulk_watch_follows_an_action_until_it_is_done(
     )
     assert unknown.returncode == 2
     assert "No bulk action bulkseqsub_nope" in unknown.stderr
+
+
+def test_bulk_action_events_are_listed_by_the_event_log(world: BulkWorld) -> None:
+    seq = world.sequence()
+    world.lead("Logged", [["log@x.test"]])
+    action = world.post("sequence_subscription", world.subscribe_body(seq)).json()
+    world.run_jobs()
+    response = world.client.get(
+        "/api/v1/event/",
+        params={"object_type": "bulk_action.sequence_subscription", "action": "completed"},
+        auth=world.org.auth,
+    )
+    assert response.status_code == 200, response.text
+    events = response.json()["data"]
+    assert [e["object_id"] for e in events] == [action["id"]]
+    assert events[0]["data"]["status"] == "done"
+    assert events[0]["changed_fields"] == ["date_updated", "status"]
+
+
+@pytest.mark.parametrize("offset", ["5.5", "-4", "0"])
+def test_the_request_time_zone_is_kept_for_the_worker(world: BulkWorld, offset: str) -> None:
+    seq = world.sequence()
+    response = world.client.post(
+        "/api/v1/bulk_action/sequence_subscription/",
+        json=world.subscribe_body(seq),
+        headers={"X-TZ-Offset": offset},
+        auth=world.org.auth,
+    )
+    with world.reader() as session:
+        action = session.get(BulkAction, response.json()["id"])
+        assert action is not None
+        stored = action.search_timezone
+    hours = float(offset)
+    back = timezone_from_name(stored).utcoffset(None)
+    assert back is not None and back.total_seconds() == hours * 3600
+    assert stored == ("UTC" if hours == 0 else timezone_name(timezone_from_name(stored)))

@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from sqlalchemy import Engine, func, select
 
-from clove.config import get_settings
 from clove.bulk_action.cli import bulk_app
+from clove.config import get_settings
 from clove.connected_account.cli import account_app
 from clove.db import make_engine, make_session_factory
 

@@ -47,6 +47,9 @@ KNOWN = [
     ("GET", "/task/{id}/"),
     ("PUT", "/task/{id}/"),
     ("DELETE", "/task/{id}/"),
+    ("GET", "/bulk_action/sequence_subscription/"),
+    ("POST", "/bulk_action/sequence_subscription/"),
+    ("GET", "/bulk_action/sequence_subscription/{id}/"),
 ]
 TOTALS = re.compile(
     r"^Implemented: (\d+) / (\d+) operations of Close's API \((\d+\.\d)%\)$", re.MULTILINE
