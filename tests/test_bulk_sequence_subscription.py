@@ -428,7 +428,9 @@ def test_pause_then_resume_the_subscriptions_of_matching_leads(world: BulkWorld)
     with world.reader() as session:
         metas = session.scalars(
             select(Event.meta).where(
-                Event.object_type == "sequence_subscription", Event.action == "updated"
+                Event.organization_id == world.org.id,
+                Event.object_type == "sequence_subscription",
+                Event.action == "updated",
             )
         ).all()
     assert len(metas) == 2 and all(m["bulk_action_id"] == action["id"] for m in metas)
