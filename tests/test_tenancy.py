@@ -124,6 +124,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/v1/activity/email/{activity_id}/"): {"subject": "Taken over"},
     ("PUT", "/api/v1/task/{task_id}/"): {"is_complete": True, "text": "Taken over"},
     ("PUT", "/api/v1/bulk_action/sequence_subscription/{action_id}/"): {"status": "paused"},
+    ("PUT", "/api/v1/bulk_action/edit/{action_id}/"): {"status": "paused"},
+    ("PUT", "/api/v1/bulk_action/delete/{action_id}/"): {"status": "paused"},
+    ("PUT", "/api/v1/bulk_action/email/{action_id}/"): {"status": "paused"},
 }
 
 
@@ -350,10 +353,26 @@ def test_bodies_listed_here_are_valid_for_the_callers_own_objects(
     email = client.post("/api/v1/activity/email/", json=draft, auth=org.auth)
     task = client.post("/api/v1/task/", json={"lead_id": own_lead["id"]}, auth=org.auth)
     phone = client.post("/api/v1/phone_number/", json={"number": "+16503334444"}, auth=org.auth)
-    pause = {"action_type": "pause", "query": "*"}
-    action = client.post("/api/v1/bulk_action/sequence_subscription/", json=pause, auth=org.auth)
+    status = client.get("/api/v1/status/lead/", auth=org.auth).json()["data"][0]
+    # One own action per kind: `action_id` is taken from the kind in the path.
+    actions = {
+        kind: client.post(f"/api/v1/bulk_action/{kind}/", json=body, auth=org.auth).json()["id"]
+        for kind, body in (
+            ("sequence_subscription", {"action_type": "pause", "query": "*"}),
+            ("edit", {"type": "set_lead_status", "lead_status_id": status["id"], "query": "*"}),
+            # Matches no lead: nothing of the other bodies' objects is deleted.
+            ("delete", {"query": "name:Nobody", "results_limit": 0}),
+        )
+    }
+    with session_factory.begin() as session:
+        account = ConnectedAccount(
+            id=new_id("emailacct"), organization_id=org.id, user_id=org.user_id, email="o@x.test"
+        )
+        session.add(account)
+    mail = {"template_id": template.json()["id"], "email_account_id": account.id, "query": "*"}
+    email_action = client.post("/api/v1/bulk_action/email/", json=mail, auth=org.auth)
+    actions["email"] = email_action.json()["id"]
     values = {
-        "action_id": action.json()["id"],
         "org_id": org.id,
         "membership_id": own.membership_id,
         "saved_search_id": view.json()["id"],
@@ -365,6 +384,9 @@ def test_bodies_listed_here_are_valid_for_the_callers_own_objects(
         "task_id": task.json()["id"],
     }
     for (method, template), body in BODIES.items():
+        kind = re.search(r"/bulk_action/(\w+)/", template)
+        if kind:
+            values["action_id"] = actions[kind.group(1)]
         path = re.sub(r"{(\w+)}", lambda m: values[m.group(1)], template)
         response = client.request(method, path, json=body, auth=org.auth)
         assert response.status_code == 200, (method, template, response.text)

@@ -256,7 +256,23 @@ def real_ids(session_factory: sessionmaker[Session], org: Org) -> dict[str, str]
             number="+16503334444",
         )
         session.add_all([account, send_as, phone])
-        bulk_subscribe = new_id("bulkseqsub")
+        bulk_subscribe, bulk_email = new_id("bulkseqsub"), new_id("bulkemail")
+        session.add(
+            BulkAction(
+                id=bulk_email,
+                organization_id=org.id,
+                kind="email",
+                query="name:Fuzzed",
+                params={
+                    "template_id": template.id,
+                    "contact_preference": "lead",
+                    "email_account_id": account.id,
+                    "sender": account.email,
+                    "sender_name": "Fuzzed",
+                },
+                created_by=org.user_id,
+            )
+        )
         session.add(
             BulkAction(
                 id=bulk_subscribe,
@@ -264,6 +280,28 @@ def real_ids(session_factory: sessionmaker[Session], org: Org) -> dict[str, str]
                 kind="sequence_subscription",
                 query="name:Fuzzed",
                 params={"action_type": "pause"},
+                created_by=org.user_id,
+            )
+        )
+        bulk_edit = new_id("bulkedit")
+        session.add(
+            BulkAction(
+                id=bulk_edit,
+                organization_id=org.id,
+                kind="edit",
+                query="name:Fuzzed",
+                params={"type": "set_lead_status", "lead_status_id": status_id},
+                created_by=org.user_id,
+            )
+        )
+        bulk_delete = new_id("bulkdelete")
+        session.add(
+            BulkAction(
+                id=bulk_delete,
+                organization_id=org.id,
+                kind="delete",
+                query="name:Fuzzed",
+                params={"bulk_object_type": "lead"},
                 created_by=org.user_id,
             )
         )
@@ -289,6 +327,9 @@ def real_ids(session_factory: sessionmaker[Session], org: Org) -> dict[str, str]
         "sequence": sequence.id,
         "sequence_subscription": subscription.id,
         "bulk_action/sequence_subscription": bulk_subscribe,
+        "bulk_action/edit": bulk_edit,
+        "bulk_action/delete": bulk_delete,
+        "bulk_action/email": bulk_email,
         "activity": email.id,
         "task": task.id,
     }
@@ -336,6 +377,18 @@ def seed_bodies(org: Org, ids: dict[str, str]) -> dict[tuple[str, str], Any]:
         ("PUT", "/sequence_subscription/{}/"): {"status": "paused"},
         ("POST", "/bulk_action/sequence_subscription/"): {
             "action_type": "pause",
+            "s_query": {"type": "object_type", "object_type": "lead"},
+        },
+        ("POST", "/bulk_action/edit/"): {
+            "type": "set_lead_status",
+            "lead_status_id": ids["status"],
+            "s_query": {"type": "object_type", "object_type": "lead"},
+        },
+        # Matches no lead: a fuzzed run must not delete the leads other operations use.
+        ("POST", "/bulk_action/delete/"): {"query": "name:Nobody", "results_limit": 0},
+        ("POST", "/bulk_action/email/"): {
+            "template_id": ids["email_template"],
+            "email_account_id": ids["connected_account"],
             "s_query": {"type": "object_type", "object_type": "lead"},
         },
         ("PUT", "/activity/email/{}/"): {"subject": "Renamed by the fuzzer"},

@@ -459,6 +459,9 @@ def samples(org: Org, known: dict[str, str]) -> dict[tuple[str, str], Sample]:
         ("POST", "/bulk_action/sequence_subscription/"): Sample(
             BULK_SUBSCRIBE | known_sender(known)
         ),
+        ("POST", "/bulk_action/edit/"): Sample(BULK_EDIT | {"lead_status_id": known["status"]}),
+        ("POST", "/bulk_action/delete/"): Sample(BULK_DELETE),
+        ("POST", "/bulk_action/email/"): Sample(bulk_email(known)),
         ("POST", "/activity/email/"): Sample(
             {
                 "lead_id": known["lead"],
@@ -539,6 +542,20 @@ def ids(org: Org, client: TestClient) -> dict[str, str]:
         json=BULK_SUBSCRIBE | known_sender({**accounts, "spare_sequence": spare["id"]}),
         auth=org.auth,
     ).json()
+    bulk_mail = client.post(
+        "/api/v1/bulk_action/email/",
+        json=bulk_email({**accounts, "email_template": template["id"]}),
+        auth=org.auth,
+    ).json()
+    edit = client.post(
+        "/api/v1/bulk_action/edit/",
+        json=BULK_EDIT | {"lead_status_id": statuses[0]["id"]},
+        auth=org.auth,
+    ).json()
+    # Bulk deletes target a lead of their own: the other samples need theirs.
+    target = {"name": BULK_DELETE_TARGET, "status_id": statuses[-1]["id"]}
+    client.post("/api/v1/lead/", json=target, auth=org.auth)
+    bulk_delete = client.post("/api/v1/bulk_action/delete/", json=BULK_DELETE, auth=org.auth)
     draft = {"lead_id": lead["id"], "status": "draft", "subject": "Draft"}
     email = client.post("/api/v1/activity/email/", json=draft, auth=org.auth).json()
     task = client.post("/api/v1/task/", json={"lead_id": lead["id"]}, auth=org.auth).json()
@@ -567,6 +584,9 @@ def ids(org: Org, client: TestClient) -> dict[str, str]:
         "spare_sequence": spare["id"],
         "sequence_subscription": subscription["id"],
         "bulk_action/sequence_subscription": bulk["id"],
+        "bulk_action/edit": edit["id"],
+        "bulk_action/delete": bulk_delete.json()["id"],
+        "bulk_action/email": bulk_mail["id"],
         "activity": email["id"],
         "task": task["id"],
     }
@@ -597,12 +617,55 @@ BULK_SUBSCRIBE = {
 }
 
 
+# Close's bulk edit request (close-api.md §3.5) over the same selection.
+BULK_EDIT = {
+    "type": "set_lead_status",
+    "s_query": BULK_SUBSCRIBE["s_query"],
+    "sort": BULK_SUBSCRIBE["sort"],
+    "results_limit": None,
+}
+
+BULK_DELETE_TARGET = "Bulk delete target"
+# Close's example request (close-api.md §3.6) shape, aimed at the lead made for it.
+BULK_DELETE = {
+    "bulk_object_type": "lead",
+    "results_limit": None,
+    "s_query": {
+        "type": "and",
+        "queries": [
+            {"type": "object_type", "object_type": "lead"},
+            {
+                "type": "field_condition",
+                "field": {"type": "regular_field", "object_type": "lead", "field_name": "name"},
+                "condition": {"type": "text", "mode": "full_words", "value": BULK_DELETE_TARGET},
+            },
+        ],
+    },
+    "sort": BULK_SUBSCRIBE["sort"],
+    "send_done_email": False,
+}
+
+
 def known_sender(known: dict[str, str]) -> dict[str, str]:
     return {
         "sender_account_id": known["connected_account"],
         "sender_email": "sender@example.com",
         "sender_name": "John Doe",
         "sequence_id": known["spare_sequence"],
+    }
+
+
+def bulk_email(known: dict[str, str]) -> dict[str, Any]:
+    """Close's example bulk email request (close-api.md §3.4), with a sender of ours."""
+    return {
+        "template_id": known["email_template"],
+        "contact_preference": "lead",
+        "email_account_id": known["connected_account"],
+        "sender": "sender@example.com",
+        "s_query": BULK_SUBSCRIBE["s_query"],
+        "results_limit": None,
+        "sort": [],
+        "send_done_email": True,
     }
 
 

@@ -4,6 +4,7 @@ supplies to the shared lifecycle in `service` and `tasks`."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
@@ -37,6 +38,8 @@ class Progress:
     skipped: Counter[str] = field(default_factory=Counter)
     # Leads the chunk covered, when they are not the chunk's items (contact deletes).
     leads: int | None = None
+    # Side effects for after the chunk's commit (sending the emails it staged).
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
 
 
 class Kind(Protocol):

@@ -61,7 +61,7 @@ class BulkActionJob:
             self._resolve(session, actor, kind, action, now)
             job.phase = "process"
         elif job.phase == "process":
-            if self._process(session, actor, kind, action, job.position, now):
+            if self._process(session, actor, kind, action, job, now):
                 job.position += self.chunk_size
             else:
                 job.phase = "finish"
@@ -106,10 +106,11 @@ class BulkActionJob:
         actor: Actor,
         kind: Kind,
         action: BulkAction,
-        start: int,
+        job: JobState,
         now: datetime,
     ) -> bool:
-        """Acts on items [start, start + chunk_size); False when there were none left."""
+        """Acts on the next `chunk_size` items; False when there were none left."""
+        start = job.position
         in_chunk = (
             ITEMS.c.bulk_action_id == action.id,
             ITEMS.c.position >= start,
@@ -117,8 +118,9 @@ class BulkActionJob:
         )
         items = select(ITEMS.c.object_id).where(*in_chunk)
         progress = kind.process(session, action, actor, items, now)
+        job.after_commit += progress.after_commit
         done = getattr(session.execute(delete(ITEMS).where(*in_chunk)), "rowcount", 0)
-        if not done:
+        if not (done or progress.objects or progress.skipped):
             return False
         before = service.serialize(kind, action)
         action.n_leads_processed += progress.leads if progress.leads is not None else done
@@ -127,7 +129,7 @@ class BulkActionJob:
         action.date_updated = now
         session.flush()
         service.record(session, actor, kind, action, "updated", before=before)
-        return True
+        return bool(done)
 
     def _finish(
         self,
