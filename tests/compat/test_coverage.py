@@ -50,6 +50,15 @@ KNOWN = [
     ("GET", "/bulk_action/sequence_subscription/"),
     ("POST", "/bulk_action/sequence_subscription/"),
     ("GET", "/bulk_action/sequence_subscription/{id}/"),
+    ("GET", "/bulk_action/email/"),
+    ("POST", "/bulk_action/email/"),
+    ("GET", "/bulk_action/email/{id}/"),
+    ("GET", "/bulk_action/edit/"),
+    ("POST", "/bulk_action/edit/"),
+    ("GET", "/bulk_action/edit/{id}/"),
+    ("GET", "/bulk_action/delete/"),
+    ("POST", "/bulk_action/delete/"),
+    ("GET", "/bulk_action/delete/{id}/"),
 ]
 TOTALS = re.compile(
     r"^Implemented: (\d+) / (\d+) operations of Close's API \((\d+\.\d)%\)$", re.MULTILINE
