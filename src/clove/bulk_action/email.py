@@ -22,8 +22,6 @@ preferred over sending it twice, as in the sequence engine.
 
 from __future__ import annotations
 
-import os
-import signal
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +56,7 @@ from clove.email_template.render import render_template, template_contexts
 from clove.errors import ValidationFailed
 from clove.event.service import Actor, event_values
 from clove.kit.dates import utcnow
+from clove.kit.faults import crash_point
 from clove.kit.ids import new_id
 from clove.models import (
     BulkAction,
@@ -480,9 +479,9 @@ def _sender(
 
     def send() -> None:
         try:
-            _crash_point("bulk_email_before_smtp")
+            crash_point("bulk_email_before_smtp")
             _send_all(account_id, config, envelope_from, outgoing)
-            _crash_point("bulk_email_after_smtp")
+            crash_point("bulk_email_after_smtp")
             with factory.begin() as recording:
                 _record(recording, action_id, actor, outgoing, utcnow())
         except Exception:
@@ -589,10 +588,3 @@ def _settle(
     skipped = +skipped
     if skipped:
         action.skipped = dict(Counter(action.skipped or {}) + skipped)
-
-
-def _crash_point(name: str) -> None:
-    """Fault injection for the crash tests: SIGKILL this process at the named point when
-    CLOVE_TEST_CRASH_AT names it (never set in production)."""
-    if os.environ.get("CLOVE_TEST_CRASH_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)

@@ -26,9 +26,7 @@ over a few hundred subscriptions makes a fixed number of statements.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -48,6 +46,7 @@ from clove.email_template.render import render_template, template_contexts
 from clove.errors import ValidationFailed
 from clove.event.service import Actor, event_values
 from clove.kit.dates import utcnow
+from clove.kit.faults import crash_point
 from clove.kit.ids import new_id
 from clove.models import (
     ConnectedAccount,
@@ -89,13 +88,6 @@ STATE = (
     "thread_message_ids",
     "date_updated",
 )
-
-
-def _crash_point(name: str) -> None:
-    """Fault injection for the crash tests: SIGKILL this process at the named point when
-    CLOVE_TEST_CRASH_AT names it (never set in production)."""
-    if os.environ.get("CLOVE_TEST_CRASH_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
@@ -245,7 +237,7 @@ class SequenceEngine:
                 writes, outgoing = self._prepare(session, _load(session, ids, full=True), now)
                 writes.apply(session)
                 session.commit()
-            _crash_point("before_smtp")
+            crash_point("before_smtp")
         recorded = self._finish_sending()
         if outgoing:
             configs = self._configs({item.account_id for item in outgoing})
@@ -268,7 +260,7 @@ class SequenceEngine:
         with self.session_factory() as session:
             self._record(session, outgoing, self.clock()).apply(session)
             session.commit()
-        _crash_point("after_commit")
+        crash_point("after_commit")
         return len(outgoing)
 
     def run_until_idle(self, max_passes: int = 100_000) -> int:
@@ -358,7 +350,7 @@ class SequenceEngine:
                 item.failure = SmtpFailure("temporary", f"Internal error: {exc}")
             else:
                 item.sent = True
-                _crash_point("after_smtp")
+                crash_point("after_smtp")
 
     def _configs(self, account_ids: set[str]) -> dict[str, Any]:
         """Each account's SMTP settings, or the SmtpFailure that using it would be."""
