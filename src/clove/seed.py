@@ -1098,11 +1098,14 @@ def seed_organization(
             stage.join()
     if failures:
         raise failures[0]
-    if sqlite:
-        # SQLite keeps no statistics until ANALYZE; without them searches pick poor indexes
-        # (PostgreSQL's autovacuum analyzes after a load this size by itself).
-        with engine.begin() as conn:
+    # Fresh statistics, so that the next queries (a bulk action over what was just seeded)
+    # pick indexes: SQLite keeps none until ANALYZE, and PostgreSQL's autovacuum only gets to
+    # a big load after a while, planning meanwhile as if the tables were nearly empty.
+    with engine.begin() as conn:
+        if sqlite:
             conn.exec_driver_sql("ANALYZE")
+        else:
+            conn.exec_driver_sql(f"ANALYZE {', '.join(_ALL_TABLES)}")
     stats.seconds = time.perf_counter() - started
 
     with Session(engine) as session, session.begin():

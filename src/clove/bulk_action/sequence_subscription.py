@@ -17,6 +17,7 @@ from pydantic import Field
 from sqlalchemy import (
     Select,
     String,
+    Subquery,
     Table,
     and_,
     case,
@@ -206,41 +207,59 @@ def _candidates(action: BulkAction, items: Select[Any]) -> Select[Any]:
     """Per contact of the chosen leads: its first email and why it would be skipped (null
     when it is to be subscribed). `lead` preference: the lead's first contact only."""
     p = action.params
-    org = action.organization_id
-    email = aliased(ContactEmail)
-    first_email = (
-        select(email.id)
-        .where(email.contact_id == Contact.id)
-        .order_by(email.position, email.id)
-        .limit(1)
-        .correlate(Contact)
-        .scalar_subquery()
+    contacts = _first_emails(items, first_contact_only=p["contact_preference"] == "lead")
+    # `(SELECT 1 ... LIMIT 1) IS NOT NULL` rather than EXISTS: PostgreSQL may run an EXISTS
+    # as a hash of every row of the subquery (all of the sequence's subscriptions, every
+    # chunk); a LIMIT keeps it an index probe per contact.
+    unsubscribed = _found(
+        UnsubscribedEmail.organization_id == action.organization_id,
+        UnsubscribedEmail.email_lower == contacts.c.email_lower,
     )
-    unsubscribed = exists().where(
-        UnsubscribedEmail.organization_id == org,
-        UnsubscribedEmail.email_lower == ContactEmail.email_lower,
-    )
-    ever_subscribed = exists().where(
-        SUBS.c.sequence_id == p["sequence_id"], SUBS.c.contact_id == Contact.id
+    ever_subscribed = _found(
+        SUBS.c.sequence_id == p["sequence_id"], SUBS.c.contact_id == contacts.c.contact_id
     )
     reason = case(
-        (ContactEmail.id.is_(None), "no_email"),
+        (contacts.c.email.is_(None), "no_email"),
         (unsubscribed, "unsubscribed"),
         (ever_subscribed, "already_subscribed"),
         else_=null(),
     )
-    query = (
-        select(
-            Contact.id.label("contact_id"),
-            Contact.lead_id.label("lead_id"),
-            ContactEmail.email.label("email"),
-            reason.label("reason"),
-        )
-        .select_from(Contact)
-        .outerjoin(ContactEmail, ContactEmail.id == first_email)
-        .where(Contact.lead_id.in_(items), Contact.organization_id == org)
+    return select(
+        contacts.c.contact_id, contacts.c.lead_id, contacts.c.email, reason.label("reason")
     )
-    if p["contact_preference"] == "lead":
+
+
+def _found(*conditions: Any) -> Any:
+    """True when a row matches `conditions`, probed by index (see `_candidates`)."""
+    return select(literal(1)).where(*conditions).limit(1).scalar_subquery().is_not(None)
+
+
+def _first_emails(items: Select[Any], *, first_contact_only: bool) -> Subquery:
+    """(contact_id, lead_id, email, email_lower) of the contacts of the leads in `items`, with
+    each contact's first email (null if none).
+
+    The email is looked up per contact by scalar subqueries on (contact_id, position) rather
+    than joined: a join lets PostgreSQL hash the whole email table for every chunk. The items
+    are the organization's leads, so contacts need no organization filter of their own.
+    """
+
+    def first(column: Any) -> Any:
+        email = aliased(ContactEmail)
+        return (
+            select(getattr(email, column))
+            .where(email.contact_id == Contact.id)
+            .order_by(email.position, email.id)
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    query = select(
+        Contact.id.label("contact_id"),
+        Contact.lead_id.label("lead_id"),
+        first("email").label("email"),
+        first("email_lower").label("email_lower"),
+    ).where(Contact.lead_id.in_(items))
+    if first_contact_only:
         other = aliased(Contact)
         first_contact = (
             select(other.id)
@@ -250,7 +269,7 @@ def _candidates(action: BulkAction, items: Select[Any]) -> Select[Any]:
             .scalar_subquery()
         )
         query = query.where(Contact.id == first_contact)
-    return query
+    return query.subquery("contacts")
 
 
 def _tally(session: Session, candidates: Any) -> Progress:
