@@ -21,6 +21,26 @@ SENDER = {
     "sender_name": "Sam Sender",
     "sender_email": "sam@clove.test",
 }
+# Close's fields of every kind of bulk action (close-api.md §3.2), and Clove's additions.
+COMMON_FIELDS = {
+    "created_by",
+    "date_created",
+    "date_updated",
+    "id",
+    "n_leads",
+    "n_leads_processed",
+    "n_objects",
+    "n_objects_processed",
+    "organization_id",
+    "query",
+    "results_limit",
+    "s_query",
+    "send_done_email",
+    "sort",
+    "status",
+    "updated_by",
+}
+EXTENSIONS = {"skipped"}
 ALL_LEADS = {"type": "and", "queries": [{"type": "object_type", "object_type": "lead"}]}
 
 

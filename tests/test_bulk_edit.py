@@ -17,32 +17,18 @@ from clove.event.service import Actor
 from clove.kit.dates import utcnow
 from clove.kit.ids import new_id
 from clove.models import BulkAction, Event, Job, Lead
-from tests.bulk_world import ALL_LEADS, BulkWorld, leads_named, make_world
+from tests.bulk_world import (
+    ALL_LEADS,
+    COMMON_FIELDS,
+    EXTENSIONS,
+    BulkWorld,
+    leads_named,
+    make_world,
+)
 from tests.conftest import Org
 
-FIELDS = {
-    "created_by",
-    "custom_field_name",
-    "custom_field_value",
-    "date_created",
-    "date_updated",
-    "id",
-    "lead_status_id",
-    "n_leads",
-    "n_leads_processed",
-    "n_objects",
-    "n_objects_processed",
-    "organization_id",
-    "query",
-    "results_limit",
-    "s_query",
-    "send_done_email",
-    "sort",
-    "status",
-    "type",
-    "updated_by",
-}
-EXTENSIONS = {"skipped"}
+# Close's fields of this kind besides those every bulk action has.
+FIELDS = COMMON_FIELDS | {"custom_field_name", "custom_field_value", "lead_status_id", "type"}
 
 
 @pytest.fixture

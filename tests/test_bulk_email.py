@@ -15,34 +15,20 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, update
 
 from clove.models import BulkAction, ConnectedAccount, EmailActivity, Event, UnsubscribedEmail
-from tests.bulk_world import ALL_LEADS, BulkWorld, leads_named, make_world
+from tests.bulk_world import (
+    ALL_LEADS,
+    COMMON_FIELDS,
+    EXTENSIONS,
+    BulkWorld,
+    leads_named,
+    make_world,
+)
 from tests.conftest import Org
 from tests.smtp_sink import SmtpSink
 from tests.test_membership import add_member
 
-FIELDS = {
-    "contact_preference",
-    "created_by",
-    "date_created",
-    "date_updated",
-    "email_account_id",
-    "id",
-    "n_leads",
-    "n_leads_processed",
-    "n_objects",
-    "n_objects_processed",
-    "organization_id",
-    "query",
-    "results_limit",
-    "s_query",
-    "send_done_email",
-    "sender",
-    "sort",
-    "status",
-    "template_id",
-    "updated_by",
-}
-EXTENSIONS = {"skipped"}
+# Close's fields of this kind besides those every bulk action has.
+FIELDS = COMMON_FIELDS | {"contact_preference", "email_account_id", "sender", "template_id"}
 
 
 @pytest.fixture

@@ -14,37 +14,28 @@ from sqlalchemy import Engine, select
 
 from clove.bulk_action.service import timezone_from_name, timezone_name
 from clove.models import BulkAction, Event, Job, SequenceSubscription, UnsubscribedEmail, User
-from tests.bulk_world import ALL_LEADS, BulkWorld, leads_named, make_world
+from tests.bulk_world import (
+    ALL_LEADS,
+    COMMON_FIELDS,
+    EXTENSIONS,
+    BulkWorld,
+    leads_named,
+    make_world,
+)
 from tests.conftest import Org
 from tests.smtp_sink import SmtpSink
 
-FIELDS = {
+# Close's fields of this kind besides those every bulk action has.
+FIELDS = COMMON_FIELDS | {
     "action_type",
     "calls_assigned_to",
     "contact_preference",
-    "created_by",
-    "date_created",
-    "date_updated",
     "from_phone_number_id",
-    "id",
-    "n_leads",
-    "n_leads_processed",
-    "n_objects",
-    "n_objects_processed",
-    "organization_id",
-    "query",
-    "results_limit",
-    "s_query",
-    "send_done_email",
     "sender_account_id",
     "sender_email",
     "sender_name",
     "sequence_id",
-    "sort",
-    "status",
-    "updated_by",
 }
-EXTENSIONS = {"skipped"}
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     worker_batch_size: int = Field(default=500, ge=1, le=5000)
     # Bulk actions: leads per chunk (one transaction each), and how long a worker keeps one
     # job before giving another organization's job a turn.
-    bulk_chunk_size: int = Field(default=2000, ge=1, le=100_000)
+    bulk_chunk_size: int = Field(default=5000, ge=1, le=100_000)
     job_slice_seconds: float = Field(default=1.0, ge=0)
 
     # The system mailbox for Clove's own mail (bulk action done emails). Without a host that
