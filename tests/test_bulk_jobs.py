@@ -251,7 +251,9 @@ def assert_exactly_once(world: BulkWorld, action_id: str, seq: str) -> None:
 # --- `clove worker` processes --------------------------------------------------------------------
 
 
-def start_worker(world: BulkWorld, log: Path, **settings: Any) -> subprocess.Popen[bytes]:
+def start_worker(
+    world: BulkWorld, log: Path, *args: str, **settings: Any
+) -> subprocess.Popen[bytes]:
     """A real `clove worker` process on the test database, its output in `log`."""
     env = {
         **os.environ,
@@ -262,7 +264,7 @@ def start_worker(world: BulkWorld, log: Path, **settings: Any) -> subprocess.Pop
         **{f"CLOVE_{name.upper()}": str(value) for name, value in settings.items()},
     }
     with log.open("ab") as out:
-        return subprocess.Popen([CLOVE, "worker"], env=env, stdout=out, stderr=out)
+        return subprocess.Popen([CLOVE, "worker", *args], env=env, stdout=out, stderr=out)
 
 
 def holds(world: BulkWorld, action_id: str, proc: subprocess.Popen[bytes]) -> bool:
@@ -553,3 +555,23 @@ def retried_then_failed(
         clock.now += timedelta(milliseconds=1)
     job = turn()
     assert (job.state, job.attempts) == ("failed", len(RETRY_DELAYS) + 1)
+
+
+def test_one_worker_process_with_several_threads_runs_two_organizations_actions(
+    world: BulkWorld,
+    world_b: BulkWorld,
+    processes: list[subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    actions = []
+    for w in (world, world_b):
+        seq = quiet_sequence(w)
+        for i in range(6):
+            w.lead(f"Threaded {i}", [[f"t{i}@x.test"]])
+        actions.append((w, post_subscribe(w, seq)))
+    worker = start_worker(world, tmp_path / "worker.log", "--concurrency", "3", bulk_chunk_size=2)
+    processes.append(worker)
+    for w, action_id in actions:
+        wait_for("both actions done", finished(w, action_id), DONE_WITHIN)
+        assert action_row(w, action_id).n_objects_processed == 6
+    assert stop(worker) == 0, (tmp_path / "worker.log").read_text()
