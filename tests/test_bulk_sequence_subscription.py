@@ -534,3 +534,33 @@ def test_the_request_time_zone_is_kept_for_the_worker(world: BulkWorld, offset: 
     back = timezone_from_name(stored).utcoffset(None)
     assert back is not None and back.total_seconds() == hours * 3600
     assert stored == ("UTC" if hours == 0 else timezone_name(timezone_from_name(stored)))
+
+
+def test_a_query_that_became_invalid_ends_the_action_in_error_at_once(world: BulkWorld) -> None:
+    seq = world.sequence()
+    world.lead("Custom", [["cf@x.test"]])
+    field = world.client.post(
+        "/api/v1/custom_field/lead/", json={"name": "Tier", "type": "text"}, auth=world.org.auth
+    ).json()
+    s_query = {
+        "type": "and",
+        "queries": [
+            {"type": "object_type", "object_type": "lead"},
+            {
+                "type": "field_condition",
+                "field": {"type": "custom_field", "custom_field_id": field["id"]},
+                "condition": {"type": "text", "mode": "full_words", "value": "gold"},
+            },
+        ],
+    }
+    action = world.post("sequence_subscription", world.subscribe_body(seq, s_query=s_query))
+    assert action.status_code == 200, action.text
+    deleted = world.client.delete(f"/api/v1/custom_field/lead/{field['id']}/", auth=world.org.auth)
+    assert deleted.status_code == 200
+    world.run_jobs()  # no retries: it would not help
+    failed = world.get("sequence_subscription", action.json()["id"])
+    assert failed["status"] == "error"
+    with world.reader() as session:
+        row = session.get(BulkAction, failed["id"])
+        assert row is not None and row.error is not None
+        assert "no longer valid" in row.error

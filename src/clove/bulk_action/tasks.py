@@ -24,9 +24,10 @@ from clove.bulk_action.catalogue import KINDS
 from clove.bulk_action.kinds import Kind
 from clove.config import Settings
 from clove.email import system_mail
+from clove.errors import APIError
 from clove.event.service import Actor
 from clove.models import BulkAction, BulkActionItem, Contact, Membership, User
-from clove.worker.jobs import JobState
+from clove.worker.jobs import JobState, PermanentError
 
 log = structlog.get_logger(__name__)
 
@@ -82,7 +83,12 @@ class BulkActionJob:
     ) -> None:
         """Numbers every matching id once (one INSERT ... SELECT), so later chunks see the
         query as it was now, however the data changes meanwhile."""
-        search = service.compile_selection(session, actor, action, kind.result_type(action.params))
+        try:
+            search = service.compile_selection(
+                session, actor, action, kind.result_type(action.params)
+            )
+        except APIError as exc:  # e.g. a custom field the query names was deleted since
+            raise PermanentError(f"The query is no longer valid: {exc.message}") from exc
         numbered = service.numbered_ids(search, action.results_limit)
         session.execute(
             insert(ITEMS).from_select(
