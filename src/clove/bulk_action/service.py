@@ -69,12 +69,12 @@ def compile_selection(
     if action.s_query is not None:
         node = parse_node(action.s_query, "s_query")
         try:
-            _sort = _SORT.validate_python(action.sort, strict=True)
+            sort = _SORT.validate_python(action.sort, strict=True)
         except ValidationError as exc:
             raise invalid(exc, action.sort, "sort") from None
         scope = search_service.make_scope(session, actor, tz)
         try:
-            search = search_service.compile_search(scope, node, _sort)
+            search = search_service.compile_search(scope, node, sort)
         except ValidationFailed as exc:
             raise _renamed(exc) from None
         found = search.kind.name
