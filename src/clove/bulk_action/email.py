@@ -37,23 +37,23 @@ from sqlalchemy import (
     Table,
     bindparam,
     case,
-    exists,
     func,
     insert,
     null,
     select,
     update,
 )
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from clove.activity.schemas import serialize_email_activity
+from clove.bulk_action import recipients
 from clove.bulk_action.kinds import BulkActionBody, Progress
 from clove.connected_account.service import smtp_config
 from clove.db import writing_session_factory
 from clove.email.message import address, build_message, html_to_text, looks_like_html
 from clove.email.smtp import ConnectionPool, SmtpConfig, SmtpFailure
 from clove.email_template.render import render_template, template_contexts
-from clove.errors import ValidationFailed
+from clove.errors import ValidationFailed, field_error
 from clove.event.service import Actor, event_values
 from clove.kit.dates import utcnow
 from clove.kit.faults import crash_point
@@ -61,14 +61,11 @@ from clove.kit.ids import new_id
 from clove.models import (
     BulkAction,
     ConnectedAccount,
-    Contact,
-    ContactEmail,
     EmailActivity,
     EmailTemplate,
     Event,
-    UnsubscribedEmail,
 )
-from clove.send_as.service import can_send_from
+from clove.sequence.service import resolve_sender
 
 log = structlog.get_logger(__name__)
 
@@ -78,6 +75,10 @@ OBJECT_TYPE = "activity.email"
 PENDING = "outbox"  # staged, not yet known to be sent
 REQUIRED = "This field is required."
 Row = dict[str, Any]
+
+
+# resolve_sender's field names, as this kind's request calls them.
+SENDER_FIELDS = {"sender_account_id": "email_account_id", "sender_email": "sender"}
 
 
 class EmailBody(BulkActionBody):
@@ -163,9 +164,9 @@ class BulkEmail:
             progress.skipped["send_unconfirmed"] += unconfirmed
         found = _candidates(action, items).subquery()
         rows = session.execute(
-            select(found.c.lead_id, found.c.contact_id, found.c.email).where(
-                found.c.reason.is_(None)
-            )
+            select(found.c.lead_id, found.c.contact_id, found.c.email)
+            .where(found.c.reason.is_(None))
+            .order_by(found.c.lead_id, found.c.contact_id, found.c.email)
         ).all()
         if not rows:
             return progress
@@ -200,55 +201,29 @@ def _resolve_sender(
     session: Session, actor: Actor, account_id: str | None, sender: str | None
 ) -> dict[str, Any]:
     """`email_account_id`, `sender` (an identity address of it) and `sender_name`: the given
-    account if the caller may send from it, else the caller's first connected account."""
+    account if the caller may send from it (as for sequence subscriptions), else the caller's
+    first connected account."""
     if account_id is None:
-        account = session.scalars(
-            select(ConnectedAccount)
+        account_id = session.scalar(
+            select(ConnectedAccount.id)
             .where(
                 ConnectedAccount.organization_id == actor.organization_id,
                 ConnectedAccount.user_id == actor.user_id,
             )
             .order_by(ConnectedAccount.date_created, ConnectedAccount.id)
-        ).first()
-        if account is None:
-            raise ValidationFailed(
-                field_errors={"email_account_id": "You have no connected email account."}
-            )
-    else:
-        account = session.scalars(
-            select(ConnectedAccount).where(
-                ConnectedAccount.id == account_id,
-                ConnectedAccount.organization_id == actor.organization_id,
-            )
-        ).first()
-        if account is None:
-            raise ValidationFailed(field_errors={"email_account_id": "Object does not exist."})
-        if not can_send_from(session, actor.organization_id, actor.user_id, account):
-            raise ValidationFailed(
-                field_errors={
-                    "email_account_id": "You may not send from this account (no Send As "
-                    "permission)."
-                }
-            )
-    identities = [i for i in account.identities or [] if i.get("email")] or [
-        {"email": account.email, "name": None}
-    ]
-    if sender is None:
-        identity = identities[0]
-    else:
-        wanted = parseaddr(sender)[1].strip().lower()
-        matching = [i for i in identities if str(i["email"]).lower() == wanted]
-        if not matching and account.email.lower() == wanted:
-            matching = [{"email": account.email, "name": None}]
-        if not matching:
-            raise ValidationFailed(
-                field_errors={"sender": "Not an email address of the sender account."}
-            )
-        identity = matching[0]
+        )
+        if account_id is None:
+            raise field_error("email_account_id", "You have no connected email account.")
+    wanted = parseaddr(sender)[1] if sender is not None else None
+    try:
+        found = resolve_sender(session, actor, account_id, wanted, None, required=True)
+    except ValidationFailed as exc:  # it names the sequence subscription's fields
+        renamed = {SENDER_FIELDS.get(k, k): v for k, v in exc.field_errors.items()}
+        raise ValidationFailed(exc.errors, renamed) from None
     return {
-        "email_account_id": account.id,
-        "sender": identity["email"],
-        "sender_name": identity.get("name"),
+        "email_account_id": found["sender_account_id"],
+        "sender": found["sender_email"],
+        "sender_name": found["sender_name"],
     }
 
 
@@ -259,71 +234,19 @@ def _candidates(action: BulkAction, items: Select[Any]) -> Select[Any]:
     """(lead_id, contact_id, email, reason) per recipient of the chosen leads; `reason` is
     null when the address is to be mailed. `lead`: the first contact's first email;
     `contact`: each contact's first email; `all`: every email of every contact."""
-    org = action.organization_id
-    preference = action.params["contact_preference"]
-    if preference == "all":
-        on = ContactEmail.contact_id == Contact.id
-    else:
-        email = aliased(ContactEmail)
-        first_email = (
-            select(email.id)
-            .where(email.contact_id == Contact.id)
-            .order_by(email.position, email.id)
-            .limit(1)
-            .correlate(Contact)
-            .scalar_subquery()
-        )
-        on = ContactEmail.id == first_email
-    unsubscribed = exists().where(
-        UnsubscribedEmail.organization_id == org,
-        UnsubscribedEmail.email_lower == ContactEmail.email_lower,
-    )
+    found = recipients.addresses(items, action.params["contact_preference"])
     reason = case(
-        (ContactEmail.id.is_(None), "no_email"),
-        (unsubscribed, "unsubscribed"),
+        (found.c.email.is_(None), "no_email"),
+        (recipients.is_unsubscribed(action.organization_id, found.c.email_lower), "unsubscribed"),
         else_=null(),
     )
-    query = (
-        select(
-            Contact.lead_id.label("lead_id"),
-            Contact.id.label("contact_id"),
-            ContactEmail.email.label("email"),
-            reason.label("reason"),
-        )
-        .select_from(Contact)
-        .outerjoin(ContactEmail, on)
-        .where(Contact.lead_id.in_(items), Contact.organization_id == org)
-        .order_by(Contact.lead_id, Contact.date_created, Contact.id, ContactEmail.position)
-    )
-    if preference == "lead":
-        other = aliased(Contact)
-        first_contact = (
-            select(other.id)
-            .where(other.lead_id == Contact.lead_id)
-            .order_by(other.date_created, other.id)
-            .limit(1)
-            .scalar_subquery()
-        )
-        query = query.where(Contact.id == first_contact)
-    return query
+    return select(found.c.lead_id, found.c.contact_id, found.c.email, reason.label("reason"))
 
 
 def _progress(session: Session, action: BulkAction, items: Select[Any]) -> Progress:
-    """Recipients of the chunk, and those skipped by reason (one GROUP BY)."""
-    found = _candidates(action, items).order_by(None).subquery()
-    progress = Progress()
-    for reason, count in session.execute(
-        select(found.c.reason, func.count()).group_by(found.c.reason)
-    ):
-        progress.objects += count
-        if reason is not None:
-            progress.skipped[reason] = count
-    if action.params["contact_preference"] == "lead":
-        # A lead without any contact is a recipient skipped for want of an email.
-        leads = session.scalar(select(func.count()).select_from(items.subquery())) or 0
-        progress.skipped["no_email"] += leads - progress.objects
-        progress.objects = leads
-    return progress
+    """Recipients of the chunk, and those skipped by reason."""
+    found = _candidates(action, items).subquery()
+    return recipients.tally(session, found, items, action.params["contact_preference"])
 
 
 # --- staging -------------------------------------------------------------------------------------

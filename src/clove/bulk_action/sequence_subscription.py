@@ -9,7 +9,6 @@ subscriptions, far fewer, through the ORM.
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -17,7 +16,6 @@ from pydantic import Field
 from sqlalchemy import (
     Select,
     String,
-    Subquery,
     Table,
     and_,
     case,
@@ -31,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
+from clove.bulk_action import recipients
 from clove.bulk_action.kinds import BulkActionBody, Progress
 from clove.errors import ValidationFailed
 from clove.event.service import Actor, record_update
@@ -39,13 +38,11 @@ from clove.kit.sql import json_object, json_value, random_id
 from clove.models import (
     BulkAction,
     Contact,
-    ContactEmail,
     Event,
     PhoneNumber,
     Sequence,
     SequenceStep,
     SequenceSubscription,
-    UnsubscribedEmail,
 )
 from clove.sequence.schemas import serialize_subscription
 from clove.sequence.service import (
@@ -188,7 +185,7 @@ class BulkSequenceSubscription:
             progress = Progress(objects=self.count_objects(session, action, items))
             return progress, [serialize_subscription(row) for row in rows]
         found = _candidates(action, items).subquery()
-        progress = _tally(session, found)
+        progress = recipients.tally(session, found, items, p["contact_preference"])
         sample = session.execute(
             select(found.c.contact_id, found.c.lead_id, found.c.email)
             .where(found.c.reason.is_(None))
@@ -207,82 +204,22 @@ def _candidates(action: BulkAction, items: Select[Any]) -> Select[Any]:
     """Per contact of the chosen leads: its first email and why it would be skipped (null
     when it is to be subscribed). `lead` preference: the lead's first contact only."""
     p = action.params
-    contacts = _first_emails(items, first_contact_only=p["contact_preference"] == "lead")
-    # `(SELECT 1 ... LIMIT 1) IS NOT NULL` rather than EXISTS: PostgreSQL may run an EXISTS
-    # as a hash of every row of the subquery (all of the sequence's subscriptions, every
-    # chunk); a LIMIT keeps it an index probe per contact.
-    unsubscribed = _found(
-        UnsubscribedEmail.organization_id == action.organization_id,
-        UnsubscribedEmail.email_lower == contacts.c.email_lower,
-    )
-    ever_subscribed = _found(
+    contacts = recipients.addresses(items, p["contact_preference"])
+    ever_subscribed = recipients.found(
         SUBS.c.sequence_id == p["sequence_id"], SUBS.c.contact_id == contacts.c.contact_id
     )
     reason = case(
         (contacts.c.email.is_(None), "no_email"),
-        (unsubscribed, "unsubscribed"),
+        (
+            recipients.is_unsubscribed(action.organization_id, contacts.c.email_lower),
+            "unsubscribed",
+        ),
         (ever_subscribed, "already_subscribed"),
         else_=null(),
     )
     return select(
         contacts.c.contact_id, contacts.c.lead_id, contacts.c.email, reason.label("reason")
     )
-
-
-def _found(*conditions: Any) -> Any:
-    """True when a row matches `conditions`, probed by index (see `_candidates`)."""
-    return select(literal(1)).where(*conditions).limit(1).scalar_subquery().is_not(None)
-
-
-def _first_emails(items: Select[Any], *, first_contact_only: bool) -> Subquery:
-    """(contact_id, lead_id, email, email_lower) of the contacts of the leads in `items`, with
-    each contact's first email (null if none).
-
-    The email is looked up per contact by scalar subqueries on (contact_id, position) rather
-    than joined: a join lets PostgreSQL hash the whole email table for every chunk. The items
-    are the organization's leads, so contacts need no organization filter of their own.
-    """
-
-    def first(column: Any) -> Any:
-        email = aliased(ContactEmail)
-        return (
-            select(getattr(email, column))
-            .where(email.contact_id == Contact.id)
-            .order_by(email.position, email.id)
-            .limit(1)
-            .scalar_subquery()
-        )
-
-    query = select(
-        Contact.id.label("contact_id"),
-        Contact.lead_id.label("lead_id"),
-        first("email").label("email"),
-        first("email_lower").label("email_lower"),
-    ).where(Contact.lead_id.in_(items))
-    if first_contact_only:
-        other = aliased(Contact)
-        first_contact = (
-            select(other.id)
-            .where(other.lead_id == Contact.lead_id)
-            .order_by(other.date_created, other.id)
-            .limit(1)
-            .scalar_subquery()
-        )
-        query = query.where(Contact.id == first_contact)
-    return query.subquery("contacts")
-
-
-def _tally(session: Session, candidates: Any) -> Progress:
-    """How many candidates there are, and how many are skipped for each reason."""
-    counts = Counter[str]()
-    total = 0
-    for reason, count in session.execute(
-        select(candidates.c.reason, func.count()).group_by(candidates.c.reason)
-    ):
-        total += count
-        if reason is not None:
-            counts[reason] = count
-    return Progress(objects=total, skipped=counts)
 
 
 def _subscribe(
@@ -292,12 +229,7 @@ def _subscribe(
     one `created` event each carrying `meta.bulk_action_id`."""
     p = action.params
     found = _candidates(action, items).subquery()
-    progress = _tally(session, found)
-    if p["contact_preference"] == "lead":
-        # Leads without any contact count as objects skipped for want of an email.
-        leads = session.scalar(select(func.count()).select_from(items.subquery())) or 0
-        progress.skipped["no_email"] += leads - progress.objects
-        progress.objects = leads
+    progress = recipients.tally(session, found, items, p["contact_preference"])
     if progress.objects == sum(progress.skipped.values()):
         return progress
     stamp = literal(now, SUBS.c.date_created.type)

@@ -101,9 +101,8 @@ class BulkActionJob:
         )
         items = select(ITEMS.c.object_id).where(ITEMS.c.bulk_action_id == action.id)
         action.n_objects = kind.count_objects(session, action, items)
-        action.n_leads = count if kind.result_type(action.params) == "lead" else None
-        if action.n_leads is None:
-            action.n_leads = _leads_of(session, action, items)
+        leads = kind.result_type(action.params) == "lead"
+        action.n_leads = count if leads else _leads_of(session, action, items)
         self._set_status(session, actor, kind, action, "processing", now)
 
     def _process(
@@ -146,10 +145,7 @@ class BulkActionJob:
         job: JobState,
         now: datetime,
     ) -> None:
-        before = service.serialize(kind, action)
-        action.status, action.date_updated = "done", now
-        session.flush()
-        service.record(session, actor, kind, action, "completed", before=before)
+        self._set_status(session, actor, kind, action, "done", now, event="completed")
         job.state = "done"
         if action.send_done_email and action.created_by:
             job.after_commit.append(self._done_email(session, kind, action))
@@ -173,11 +169,13 @@ class BulkActionJob:
         action: BulkAction,
         status: str,
         now: datetime,
+        *,
+        event: str = "updated",
     ) -> None:
         before = service.serialize(kind, action)
         action.status, action.date_updated = status, now
         session.flush()
-        service.record(session, actor, kind, action, "updated", before=before)
+        service.record(session, actor, kind, action, event, before=before)
 
 
 def _actor(session: Session, action: BulkAction) -> Actor:
