@@ -40,6 +40,7 @@ from clove.models import (
     SequenceSubscription,
     Task,
     UnsubscribedEmail,
+    Webhook,
 )
 from tests.conftest import Org
 from tests.test_membership import Member, add_member
@@ -76,6 +77,7 @@ OWNED_IDS: dict[str, Callable[[Victim], list[str]]] = {
     "send_as_id": lambda b: b.owned["send_as_id"],
     "phone_number_id": lambda b: b.owned["phone_number_id"],
     "action_id": lambda b: b.owned["action_id"],
+    "webhook_id": lambda b: b.owned["webhook_id"],
 }
 
 VICTIM_EMAIL = "victim@example.com"
@@ -103,6 +105,7 @@ PARAM_TABLES: dict[str, type[Any]] = {
     "send_as_id": SendAs,
     "phone_number_id": PhoneNumber,
     "action_id": BulkAction,
+    "webhook_id": Webhook,
 }
 
 # Path parameters that do not name an organization's object (built-in, shared by everyone).
@@ -124,6 +127,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/v1/activity/email/{activity_id}/"): {"subject": "Taken over"},
     ("PUT", "/api/v1/task/{task_id}/"): {"is_complete": True, "text": "Taken over"},
     ("PUT", "/api/v1/bulk_action/sequence_subscription/{action_id}/"): {"status": "paused"},
+    ("PUT", "/api/v1/webhook/{webhook_id}/"): {"status": "paused", "url": "https://taken.example"},
     ("PUT", "/api/v1/bulk_action/edit/{action_id}/"): {"status": "paused"},
     ("PUT", "/api/v1/bulk_action/delete/{action_id}/"): {"status": "paused"},
     ("PUT", "/api/v1/bulk_action/email/{action_id}/"): {"status": "paused"},
@@ -250,6 +254,16 @@ def victim(other_org: Org, session_factory: sessionmaker[Session]) -> Victim:
                 ),
             ]
         )
+        session.add(
+            Webhook(
+                id=new_id("whsub"),
+                organization_id=other_org.id,
+                url="https://theirs.example.com/hook",
+                events=[{"object_type": "lead", "action": "created", "extra_filter": None}],
+                signature_key="not used here",
+                created_by=other_org.user_id,
+            )
+        )
         # One of every kind, running, so that a pause would change it.
         session.add_all(
             BulkAction(
@@ -372,7 +386,12 @@ def test_bodies_listed_here_are_valid_for_the_callers_own_objects(
     mail = {"template_id": template.json()["id"], "email_account_id": account.id, "query": "*"}
     email_action = client.post("/api/v1/bulk_action/email/", json=mail, auth=org.auth)
     actions["email"] = email_action.json()["id"]
+    hook = {
+        "url": "https://own.example.com",
+        "events": [{"object_type": "lead", "action": "created"}],
+    }
     values = {
+        "webhook_id": client.post("/api/v1/webhook/", json=hook, auth=org.auth).json()["id"],
         "org_id": org.id,
         "membership_id": own.membership_id,
         "saved_search_id": view.json()["id"],

@@ -42,6 +42,7 @@ from clove.sequence.endpoints import router as sequence_router
 from clove.task.endpoints import router as task_router
 from clove.unsubscribe.endpoints import router as unsubscribe_router
 from clove.user.endpoints import router as user_router
+from clove.webhook.endpoints import router as webhook_router
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +68,7 @@ API_ROUTERS = [
     activity_router,
     task_router,
     bulk_action_router,
+    webhook_router,
 ]
 
 

@@ -59,6 +59,11 @@ KNOWN = [
     ("GET", "/bulk_action/delete/"),
     ("POST", "/bulk_action/delete/"),
     ("GET", "/bulk_action/delete/{id}/"),
+    ("GET", "/webhook/"),
+    ("POST", "/webhook/"),
+    ("GET", "/webhook/{id}/"),
+    ("PUT", "/webhook/{id}/"),
+    ("DELETE", "/webhook/{id}/"),
 ]
 TOTALS = re.compile(
     r"^Implemented: (\d+) / (\d+) operations of Close's API \((\d+\.\d)%\)$", re.MULTILINE

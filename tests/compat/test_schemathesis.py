@@ -41,6 +41,7 @@ from clove.api_key.service import create_api_key
 from clove.auth.service import AuthContext
 from clove.event.service import Actor, record_event
 from clove.kit.ids import new_id
+from clove.kit.secrets import encrypt, ensure_key_file
 from clove.models import (
     ApiKey,
     BulkAction,
@@ -59,6 +60,7 @@ from clove.models import (
     Sequence,
     SequenceSubscription,
     Task,
+    Webhook,
 )
 from tests.conftest import SPEC, Org, bearer_token
 from tests.test_membership import add_member
@@ -256,6 +258,18 @@ def real_ids(session_factory: sessionmaker[Session], org: Org) -> dict[str, str]
             number="+16503334444",
         )
         session.add_all([account, send_as, phone])
+        ensure_key_file()
+        webhook_id = new_id("whsub")
+        session.add(
+            Webhook(
+                id=webhook_id,
+                organization_id=org.id,
+                url="https://hooks.example.com/fuzzed",
+                events=[{"object_type": "lead", "action": "created", "extra_filter": None}],
+                signature_key=encrypt("ab" * 32),
+                created_by=org.user_id,
+            )
+        )
         bulk_subscribe, bulk_email = new_id("bulkseqsub"), new_id("bulkemail")
         session.add(
             BulkAction(
@@ -332,6 +346,7 @@ def real_ids(session_factory: sessionmaker[Session], org: Org) -> dict[str, str]
         "bulk_action/email": bulk_email,
         "activity": email.id,
         "task": task.id,
+        "webhook": webhook_id,
     }
 
 
@@ -391,6 +406,11 @@ def seed_bodies(org: Org, ids: dict[str, str]) -> dict[tuple[str, str], Any]:
             "email_account_id": ids["connected_account"],
             "s_query": {"type": "object_type", "object_type": "lead"},
         },
+        ("POST", "/webhook/"): {
+            "url": "https://hooks.example.com/fuzzed",
+            "events": [{"object_type": "lead", "action": "created"}],
+        },
+        ("PUT", "/webhook/{}/"): {"status": "paused"},
         ("PUT", "/activity/email/{}/"): {"subject": "Renamed by the fuzzer"},
         ("PUT", "/task/{}/"): {"text": "Renamed by the fuzzer", "is_complete": True},
         # Not checked over SMTP: fuzzed hosts must not be dialled.

@@ -28,7 +28,7 @@ ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$")
 NAIVE_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$")
 NAIVE_RESOURCES = {"event"}
 # Objects of newer services that are naive through and through (close-api.md §2.3).
-NAIVE_OBJECTS = {"sequence", "sequence_subscription"}
+NAIVE_OBJECTS = {"sequence", "sequence_subscription", "webhook"}
 
 # Field names as documented for Close's objects (close-api.md §5.3-5.5).
 USER = {
@@ -255,6 +255,25 @@ TASK = {
 # The generic activity list (untyped in the spec): what every activity has.
 ACTIVITY = {"_type", "id", "organization_id", "lead_id", "activity_at", "date_created"}
 
+# Close's webhook subscription object (close-api.md §6.2; the spec types responses as empty).
+WEBHOOK = {
+    "id",
+    "url",
+    "events",
+    "status",
+    "verify_ssl",
+    "signature_key",
+    "created_by",
+    "updated_by",
+    "date_created",
+    "date_updated",
+    "counters",
+    "health_status",
+    "latest_error",
+    "pause_reason",
+    "recent_consecutive_fail_buckets_cnt",
+}
+
 # (selector, field names): "" is the body, "x[]" every item of the list under "x".
 Documented = list[tuple[str, set[str]]]
 DOCUMENTED: dict[tuple[str, str], Documented] = {
@@ -306,6 +325,11 @@ DOCUMENTED: dict[tuple[str, str], Documented] = {
     ("DELETE", "/unsubscribe/email/{}/"): [("", {"email"})],
     ("GET", "/activity/"): [("", ENVELOPE), ("data[]", ACTIVITY)],
     ("DELETE", "/activity/email/{}/"): [("", set())],
+    ("GET", "/webhook/"): [("", ENVELOPE), ("data[]", WEBHOOK)],
+    ("POST", "/webhook/"): [("", WEBHOOK)],
+    ("GET", "/webhook/{}/"): [("", WEBHOOK)],
+    ("PUT", "/webhook/{}/"): [("", WEBHOOK)],
+    ("DELETE", "/webhook/{}/"): [("", set())],
     ("GET", "/task/"): [("", ENVELOPE), ("data[]", TASK)],
     ("POST", "/task/"): [("", TASK)],
     ("GET", "/task/{}/"): [("", TASK)],
@@ -456,6 +480,9 @@ def samples(org: Org, known: dict[str, str]) -> dict[tuple[str, str], Sample]:
             {"sequence_id": known["spare_sequence"], "contact_id": known["contact"]}
         ),
         ("PUT", "/sequence_subscription/{}/"): Sample({"status": "paused"}),
+        ("POST", "/webhook/"): Sample(WEBHOOK_BODY),
+        ("PUT", "/webhook/{}/"): Sample({"status": "paused"}),
+        ("DELETE", "/webhook/{}/"): Sample({}),
         ("POST", "/bulk_action/sequence_subscription/"): Sample(
             BULK_SUBSCRIBE | known_sender(known)
         ),
@@ -559,6 +586,7 @@ def ids(org: Org, client: TestClient) -> dict[str, str]:
     draft = {"lead_id": lead["id"], "status": "draft", "subject": "Draft"}
     email = client.post("/api/v1/activity/email/", json=draft, auth=org.auth).json()
     task = client.post("/api/v1/task/", json={"lead_id": lead["id"]}, auth=org.auth).json()
+    webhook = client.post("/api/v1/webhook/", json=WEBHOOK_BODY, auth=org.auth).json()
     phone = client.post(
         "/api/v1/phone_number/", json={"number": "+16503334444"}, auth=org.auth
     ).json()
@@ -589,8 +617,14 @@ def ids(org: Org, client: TestClient) -> dict[str, str]:
         "bulk_action/email": bulk_mail["id"],
         "activity": email["id"],
         "task": task["id"],
+        "webhook": webhook["id"],
     }
 
+
+WEBHOOK_BODY = {
+    "url": "https://hooks.example.com/close",
+    "events": [{"object_type": "lead", "action": "created"}],
+}
 
 # Close's example request (close-api.md §3.3), sent for real.
 BULK_SUBSCRIBE = {

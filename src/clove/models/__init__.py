@@ -20,6 +20,7 @@ from clove.models.job import BulkAction, BulkActionItem, Job
 from clove.models.organization import Membership, Organization, User
 from clove.models.saved_search import SavedSearch
 from clove.models.sequence import Sequence, SequenceStep, SequenceStepRun, SequenceSubscription
+from clove.models.webhook import Webhook
 
 __all__ = [
     "ApiKey",
@@ -54,4 +55,5 @@ __all__ = [
     "Task",
     "UnsubscribedEmail",
     "User",
+    "Webhook",
 ]
