@@ -70,17 +70,16 @@ from api_overhead import (
 from clove.config import Settings
 from clove.db import is_sqlite, make_engine
 from clove.kit.dates import iso_naive, utcnow
-from clove.kit.ids import PREFIX_LENGTHS, new_id
+from clove.kit.ids import PREFIX_LENGTHS
 from clove.migrate import upgrade
-from clove.models import ConnectedAccount, EmailTemplate, Sequence, SequenceStep
 from clove.organization.service import create_organization
 from clove.seed import resolve_target, seed_organization
+from sequence_send import SENDER_EMAIL, SENDER_NAME, add_sequence
 
 DEFAULT_CHUNK = Settings.model_fields["bulk_chunk_size"].default
 
 RATIO_GOAL = 1.5
 ALL_LEADS = {"type": "and", "queries": [{"type": "object_type", "object_type": "lead"}]}
-SENDER_EMAIL, SENDER_NAME = "sam@bench.clove.test", "Sam Sender"
 PATH = "/api/v1/bulk_action/sequence_subscription/"
 
 
@@ -110,38 +109,7 @@ def make_org(engine: Engine, label: str, leads: int, progress: Any) -> Org:
         )
         session.flush()
         org_id, user_id, auth = org.id, user.id, basic_auth(secret)
-        account = ConnectedAccount(
-            id=new_id("emailacct"),
-            organization_id=org_id,
-            user_id=user_id,
-            email=SENDER_EMAIL,
-            identities=[{"email": SENDER_EMAIL, "name": SENDER_NAME}],
-            smtp={"host": "127.0.0.1", "port": 25, "username": "", "security": "none"},
-        )
-        template = EmailTemplate(
-            id=new_id("tmpl"), organization_id=org_id, name="Intro", subject="Hi", body="Hello"
-        )
-        sequence = Sequence(
-            id=new_id("seq"),
-            organization_id=org_id,
-            name="Bench outreach",
-            status="active",
-            timezone="UTC",
-            schedule=None,
-            created_by_id=user_id,
-        )
-        step = SequenceStep(
-            id=new_id("seqstep"),
-            organization_id=org_id,
-            sequence_id=sequence.id,
-            position=0,
-            step_type="email",
-            delay=0,
-            email_template_id=template.id,
-            threading="old_thread",
-        )
-        session.add_all([account, template, sequence, step])
-        sequence_id, account_id = sequence.id, account.id
+    sequence_id, account_id = add_sequence(engine, org_id, user_id)
     task = progress.add_task(f"seeding {label}: {leads:,} leads", total=leads)
     seed_organization(
         engine,

@@ -12,7 +12,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clove.db import make_session_factory, writing_session_factory
 from clove.kit.ids import new_id
-from clove.models import ConnectedAccount, EmailTemplate, Sequence, SequenceStep
+from clove.models import (
+    BulkAction,
+    ConnectedAccount,
+    EmailTemplate,
+    Job,
+    Sequence,
+    SequenceStep,
+)
 from clove.worker.jobs import JobRunner
 from clove.worker.runner import job_handlers
 from tests.conftest import Org, test_settings
@@ -143,6 +150,20 @@ class BulkWorld:
 
     def run_jobs(self, **settings: Any) -> int:
         return self.runner(**settings).run_until_idle()
+
+    def bulk_rows(self) -> int:
+        """Bulk actions and jobs in the database: a refused request adds none."""
+        return self.count(BulkAction) + self.count(Job)
+
+    def assert_refused(self, kind: str, body: dict[str, Any], field: str) -> None:
+        """POSTs `body`: Close's 400 naming `field` (or a path under it), and nothing written."""
+        before = self.bulk_rows()
+        response = self.post(kind, body)
+        assert response.status_code == 400, response.text
+        errors = response.json()
+        assert set(errors) == {"errors", "field-errors"}
+        assert any(k == field or k.startswith(field) for k in errors["field-errors"]), errors
+        assert self.bulk_rows() == before
 
     def count(self, model: Any, **filters: Any) -> int:
         with self.reader() as session:

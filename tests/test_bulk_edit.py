@@ -16,7 +16,7 @@ from clove.bulk_action.edit import BulkEdit
 from clove.event.service import Actor
 from clove.kit.dates import utcnow
 from clove.kit.ids import new_id
-from clove.models import BulkAction, Event, Job, Lead
+from clove.models import BulkAction, Event, Lead
 from tests.bulk_world import (
     ALL_LEADS,
     COMMON_FIELDS,
@@ -91,10 +91,6 @@ def updated_events(world: BulkWorld, object_type: str) -> list[Event]:
                 .order_by(Event.object_id)
             )
         )
-
-
-def bulk_count(world: BulkWorld) -> int:
-    return world.count(BulkAction) + world.count(Job)
 
 
 # --- Lead status ---------------------------------------------------------------------------------
@@ -296,7 +292,7 @@ def test_dry_run_counts_and_samples_without_writing(world: BulkWorld) -> None:
     field = custom_field(world, "contact")
     key = f"custom.{field['id']}"
     target = world.lead("Dry", [["a@x.test"], ["b@x.test"]])
-    before = bulk_count(world)
+    before = world.bulk_rows()
     body = {
         "type": "set_contact_custom_field",
         "custom_field_id": field["id"],
@@ -313,7 +309,7 @@ def test_dry_run_counts_and_samples_without_writing(world: BulkWorld) -> None:
         c["id"] for c in target["contacts"]
     )
     assert all(s[key] is None and s["lead_id"] == target["id"] for s in result["sample"])
-    assert bulk_count(world) == before
+    assert world.bulk_rows() == before
     assert all(key not in contact(world, c["id"]) for c in target["contacts"])
 
     status = statuses(world)[1]
@@ -393,14 +389,14 @@ UNSUPPORTED = [
 def test_types_on_objects_clove_lacks_are_400(
     world: BulkWorld, edit_type: str, objects: str
 ) -> None:
-    before = bulk_count(world)
+    before = world.bulk_rows()
     response = world.post("edit", {"type": edit_type, "s_query": ALL_LEADS, "custom_field_id": "x"})
     assert response.status_code == 400, response.text
     assert response.json() == {
         "errors": [],
         "field-errors": {"type": f"{edit_type} is not supported: Clove has no {objects} yet."},
     }
-    assert bulk_count(world) == before
+    assert world.bulk_rows() == before
 
 
 def invalid_cases(world: BulkWorld) -> list[tuple[dict[str, Any], str]]:
@@ -480,7 +476,7 @@ def test_invalid_requests_are_400_naming_the_field_and_create_nothing(world: Bul
     for change, field in invalid_cases(world):
         body: dict[str, Any] = {"s_query": ALL_LEADS, **change}
         body = {k: v for k, v in body.items() if v is not None}
-        before = bulk_count(world)
+        before = world.bulk_rows()
         response = world.post("edit", body)
         assert response.status_code == 400, (change, response.text)
         errors = response.json()
@@ -489,7 +485,7 @@ def test_invalid_requests_are_400_naming_the_field_and_create_nothing(world: Bul
             change,
             errors,
         )
-        assert bulk_count(world) == before
+        assert world.bulk_rows() == before
     assert not updated_events(world, "lead")
 
 
@@ -500,7 +496,7 @@ def test_another_organizations_status_and_fields_are_refused(
     their_status = statuses(theirs)[1]
     their_field = custom_field(theirs, name="Theirs")
     their_contact_field = custom_field(theirs, "contact", name="Theirs too")
-    before = bulk_count(world)
+    before = world.bulk_rows()
     for change, field in (
         ({"type": "set_lead_status", "lead_status_id": their_status["id"]}, "lead_status_id"),
         ({"type": "clear_custom_field", "custom_field_id": their_field["id"]}, "custom_field_id"),
@@ -517,7 +513,7 @@ def test_another_organizations_status_and_fields_are_refused(
         response = world.post("edit", {"s_query": ALL_LEADS, **change})
         assert response.status_code == 400, response.text
         assert response.json()["field-errors"] == {field: "Object does not exist."}
-    assert bulk_count(world) == before
+    assert world.bulk_rows() == before
     mine = world.post(
         "edit", {"s_query": ALL_LEADS, "type": "clear_custom_field", "custom_field_name": "X"}
     )

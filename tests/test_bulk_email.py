@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, update
 
-from clove.models import BulkAction, ConnectedAccount, EmailActivity, Event, UnsubscribedEmail
+from clove.models import ConnectedAccount, EmailActivity, Event, UnsubscribedEmail
 from tests.bulk_world import (
     ALL_LEADS,
     COMMON_FIELDS,
@@ -246,10 +246,6 @@ INVALID: list[tuple[dict[str, Any], str]] = [
 ]
 
 
-def bulk_count(world: BulkWorld) -> int:
-    return world.count(BulkAction)
-
-
 @pytest.mark.parametrize(("change", "field"), INVALID, ids=[f for _, f in INVALID])
 def test_invalid_requests_are_400_naming_the_field_and_create_nothing(
     world: BulkWorld, change: dict[str, Any], field: str
@@ -260,13 +256,7 @@ def test_invalid_requests_are_400_naming_the_field_and_create_nothing(
             payload.pop(key, None)
         else:
             payload[key] = value
-    before = bulk_count(world)
-    response = world.post("email", payload)
-    assert response.status_code == 400, response.text
-    errors = response.json()
-    assert set(errors) == {"errors", "field-errors"}
-    assert any(key == field or key.startswith(field) for key in errors["field-errors"]), errors
-    assert bulk_count(world) == before
+    world.assert_refused("email", payload, field)
 
 
 def test_other_organizations_and_members_accounts_and_templates_are_refused(
@@ -280,14 +270,14 @@ def test_other_organizations_and_members_accounts_and_templates_are_refused(
         (bob, {"email_account_id": world.account_id}, "email_account_id"),
         (bob, {}, "email_account_id"),  # no account of his own to default to
     ]
-    before = bulk_count(world)
+    before = world.bulk_rows()
     for who, change, field in cases:
         response = world.client.post(
             "/api/v1/bulk_action/email/", json=body(world) | change, auth=who.auth
         )
         assert response.status_code == 400, response.text
         assert field in response.json()["field-errors"], response.text
-    assert bulk_count(world) == before
+    assert world.bulk_rows() == before
 
 
 def test_list_filters_by_template_id(world: BulkWorld) -> None:
@@ -316,7 +306,7 @@ def test_dry_run_counts_and_samples_without_writing_or_sending(
     world: BulkWorld, sink: SmtpSink
 ) -> None:
     world.lead("Dry", [["d1@x.test"], []])
-    before = bulk_count(world)
+    before = world.bulk_rows()
     response = world.post("email", body(world, contact_preference="contact", dry_run=True))
     assert response.status_code == 200, response.text
     result = response.json()
@@ -325,7 +315,7 @@ def test_dry_run_counts_and_samples_without_writing_or_sending(
     assert result["skipped"] == {"no_email": 1}
     assert [s["email"] for s in result["sample"]] == ["d1@x.test"]
     world.run_jobs()
-    assert bulk_count(world) == before and sink.messages == []
+    assert world.bulk_rows() == before and sink.messages == []
     assert world.count(EmailActivity, organization_id=world.org.id) == 0
 
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from clove.bulk_action.service import timezone_from_name, timezone_name
-from clove.models import BulkAction, Event, Job, SequenceSubscription, UnsubscribedEmail, User
+from clove.models import BulkAction, Event, SequenceSubscription, UnsubscribedEmail, User
 from tests.bulk_world import (
     ALL_LEADS,
     COMMON_FIELDS,
@@ -220,10 +220,6 @@ def test_pause_and_resume_mid_run(world: BulkWorld) -> None:
 # --- Validation ----------------------------------------------------------------------------------
 
 
-def bulk_count(world: BulkWorld) -> int:
-    return world.count(BulkAction) + world.count(Job)
-
-
 INVALID = [
     ({"action_type": None}, "action_type"),
     ({"action_type": "unsubscribe"}, "action_type"),
@@ -270,13 +266,7 @@ def test_invalid_requests_are_400_naming_the_field_and_create_nothing(
             body.pop(key, None)
         else:
             body[key] = value
-    before = bulk_count(world)
-    response = world.post("sequence_subscription", body)
-    assert response.status_code == 400, response.text
-    errors = response.json()
-    assert set(errors) == {"errors", "field-errors"}
-    assert any(key == field or key.startswith(field) for key in errors["field-errors"]), errors
-    assert bulk_count(world) == before
+    world.assert_refused("sequence_subscription", body, field)
 
 
 def test_another_organizations_sequence_and_account_are_refused(
@@ -322,7 +312,7 @@ def test_list_is_newest_first_with_skip_limit_and_fields(world: BulkWorld) -> No
 def test_dry_run_counts_and_samples_without_writing(world: BulkWorld) -> None:
     seq = world.sequence()
     world.lead("Dry", [["d1@x.test"], []])
-    before = bulk_count(world)
+    before = world.bulk_rows()
     response = world.post("sequence_subscription", world.subscribe_body(seq, dry_run=True))
     assert response.status_code == 200, response.text
     body = response.json()
@@ -330,7 +320,7 @@ def test_dry_run_counts_and_samples_without_writing(world: BulkWorld) -> None:
     assert (body["n_leads"], body["n_objects"]) == (1, 2)
     assert body["skipped"] == {"no_email": 1}
     assert [s["contact_email"] for s in body["sample"]] == ["d1@x.test"]
-    assert bulk_count(world) == before
+    assert world.bulk_rows() == before
     assert subscribed(world, seq) == []
 
 
