@@ -37,6 +37,7 @@ PREFIX_LENGTHS: dict[str, int] = {
     "sub": SHORT,
     "sdas": SHORT,
     "whsub": SHORT,
+    "whdel": SHORT,
     "ev": SHORT,
     "req": SHORT,
 }

@@ -20,7 +20,7 @@ from clove.models.job import BulkAction, BulkActionItem, Job
 from clove.models.organization import Membership, Organization, User
 from clove.models.saved_search import SavedSearch
 from clove.models.sequence import Sequence, SequenceStep, SequenceStepRun, SequenceSubscription
-from clove.models.webhook import Webhook
+from clove.models.webhook import Webhook, WebhookDelivery
 
 __all__ = [
     "ApiKey",
@@ -56,4 +56,5 @@ __all__ = [
     "UnsubscribedEmail",
     "User",
     "Webhook",
+    "WebhookDelivery",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, String
+from sqlalchemy import JSON, Boolean, DateTime, Index, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from clove.kit.dates import utcnow
@@ -24,6 +24,13 @@ class Event(Base):
         ),
         Index("ix_event_org_request", "organization_id", "request_id"),
         Index("ix_event_org_user", "organization_id", "user_id", "date_updated"),
+        # The events webhooks have not looked at yet (clove.webhook.fanout); few at any time.
+        Index(
+            "ix_event_unfanned",
+            "date_created",
+            postgresql_where=text("fanned_out = false"),
+            sqlite_where=text("fanned_out = 0"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -42,3 +49,6 @@ class Event(Base):
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     date_created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     date_updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Set once webhook deliveries for this event exist; a server default, so every writer
+    # (including INSERT ... SELECT) leaves new events to be fanned out.
+    fanned_out: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
