@@ -92,6 +92,8 @@ def test_settings(database_url: str, **overrides: object) -> Settings:
         "database_url": database_url,
         "rate_limit_per_key": 100_000,
         "auth_cache_seconds": 0.0,
+        # Webhook receivers in tests listen on loopback.
+        "webhooks_allow_private_targets": True,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -40,7 +40,11 @@ BODY = {
         {
             "object_type": "activity.email",
             "action": "sent",
-            "extra_filter": {"type": "field_accessor", "field": "data", "filter": {}},
+            "extra_filter": {
+                "type": "field_accessor",
+                "field": "data",
+                "filter": {"type": "non_null"},
+            },
         },
     ],
 }

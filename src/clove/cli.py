@@ -270,7 +270,7 @@ def worker(
         int, typer.Option("--concurrency", min=1, max=64, help="Worker threads in this process")
     ] = 1,
 ) -> None:
-    """Run background work (sequence steps, bulk actions) until interrupted; scale out by
+    """Run background work (sequence steps, bulk actions, webhooks) until interrupted; scale out by
     starting more. SIGTERM lets each thread finish its current chunk, then exits."""
     import signal
     import threading
@@ -289,7 +289,9 @@ def worker(
         total = 0
         while done := runner.run_once():
             total += done
+        total += runner.webhooks.run_until_idle()
         runner.sequences.close()
+        runner.webhooks.close()
         err.print(f"Worked through {total} due item(s).")
         return
     stop = threading.Event()

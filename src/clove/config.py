@@ -56,6 +56,19 @@ class Settings(BaseSettings):
     smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
     smtp_from: str = "clove@localhost"
 
+    # Webhooks: requests in flight per worker (and at most `webhook_per_subscription` of them to
+    # one subscription, so a slow receiver holds only its own), seconds to connect and to wait
+    # for each read, events fanned out per transaction, and the pending backlog at which a
+    # subscription is paused (Close: 100,000). Private, loopback and link-local targets are
+    # refused unless allowed (for local development and tests).
+    webhooks_allow_private_targets: bool = False
+    webhook_concurrency: int = Field(default=16, ge=1, le=256)
+    webhook_per_subscription: int = Field(default=4, ge=1, le=256)
+    webhook_connect_timeout: float = Field(default=5.0, gt=0)
+    webhook_read_timeout: float = Field(default=10.0, gt=0)
+    webhook_fanout_batch: int = Field(default=1000, ge=1, le=50_000)
+    webhook_max_backlog: int = Field(default=100_000, ge=1)
+
     oauth_access_token_seconds: int = 3600
     log_level: str = "info"
     log_json: bool = False

@@ -56,6 +56,8 @@ class WebhookDelivery(Timestamps, Base):
         # The dispatcher's claim: due pending deliveries, oldest first.
         Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
         Index("ix_webhook_delivery_history", "webhook_id", "date_created"),
+        # A subscription's backlog (pending count) and what a pause drops.
+        Index("ix_webhook_delivery_webhook_status", "webhook_id", "status"),
         Index("ix_webhook_delivery_event", "event_id"),
     )
 

@@ -1,16 +1,26 @@
-"""`/webhook/`: webhook subscriptions (close-api.md §6.2)."""
+"""`/webhook/`: webhook subscriptions (close-api.md §6.2), plus Clove's delivery history
+(`GET /webhook/{id}/delivery/`) and replay (`POST /event/{id}/replay/`)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session
 
+from clove.errors import field_error
 from clove.event.service import Actor
 from clove.kit.http import JSON, TransactionRoute, get_actor, get_db, page, page_params, respond
 from clove.webhook import service
-from clove.webhook.schemas import WebhookCreate, WebhookUpdate, serialize_webhook
+from clove.webhook.schemas import (
+    ReplayBody,
+    WebhookCreate,
+    WebhookUpdate,
+    serialize_delivery,
+    serialize_webhook,
+)
 
 router = APIRouter(route_class=TransactionRoute)
+
+DELIVERY_STATUSES = ("pending", "delivered", "failed", "dropped")
 
 
 @router.get("/webhook/")
@@ -29,7 +39,8 @@ def create_webhook(
     db: Session = Depends(get_db),
     actor: Actor = Depends(get_actor),
 ) -> JSON:
-    webhook = service.create_webhook(db, actor, body)
+    allow_private = request.app.state.settings.webhooks_allow_private_targets
+    webhook = service.create_webhook(db, actor, body, allow_private=allow_private)
     return respond(serialize_webhook(webhook), request, status_code=201)
 
 
@@ -52,7 +63,8 @@ def update_webhook(
     actor: Actor = Depends(get_actor),
 ) -> JSON:
     webhook = service.get_webhook(db, actor, webhook_id)
-    service.update_webhook(db, actor, webhook, body)
+    allow_private = request.app.state.settings.webhooks_allow_private_targets
+    service.update_webhook(db, actor, webhook, body, allow_private=allow_private)
     return respond(serialize_webhook(webhook), request)
 
 
@@ -62,3 +74,34 @@ def delete_webhook(
 ) -> JSON:
     service.delete_webhook(db, service.get_webhook(db, actor, webhook_id))
     return respond({})
+
+
+@router.get("/webhook/{webhook_id}/delivery/")
+def list_deliveries(
+    webhook_id: str,
+    request: Request,
+    db: Session = Depends(get_db),
+    actor: Actor = Depends(get_actor),
+) -> JSON:
+    webhook = service.get_webhook(db, actor, webhook_id)
+    skip, limit = page_params(request)
+    status = request.query_params.get("status")
+    if status is not None and status not in DELIVERY_STATUSES:
+        raise field_error("status", f"One of {', '.join(DELIVERY_STATUSES)}.")
+    deliveries = service.list_deliveries(
+        db, webhook, skip, limit, status=status, event_id=request.query_params.get("event_id")
+    )
+    return respond(page((serialize_delivery(d) for d in deliveries), limit), request)
+
+
+@router.post("/event/{event_id}/replay/")
+def replay_event(
+    event_id: str,
+    request: Request,
+    body: ReplayBody | None = None,
+    db: Session = Depends(get_db),
+    actor: Actor = Depends(get_actor),
+) -> JSON:
+    webhook_id = body.webhook_id if body is not None else None
+    deliveries = service.replay_event(db, actor, event_id, webhook_id)
+    return respond({"data": [serialize_delivery(d) for d in deliveries]}, request)

@@ -1,5 +1,5 @@
-"""Webhook subscriptions: create, list, read, change and delete them (delivery is not built
-yet: the planned design is in docs/architecture.md)."""
+"""Webhook subscriptions: create, list, read, change and delete them; their delivery history
+and replays (Clove extensions). Delivery itself is clove.webhook.fanout and .delivery."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ from clove.event.service import Actor
 from clove.kit.dates import utcnow
 from clove.kit.ids import new_id
 from clove.kit.secrets import encrypt, ensure_key_file
-from clove.models import Webhook
+from clove.models import Event, Webhook, WebhookDelivery
+from clove.webhook import outbound
+from clove.webhook.fanout import drop_pending
+from clove.webhook.filters import FilterError, check_filter
 from clove.webhook.schemas import WebhookCreate, WebhookEvent, WebhookUpdate
 
 # Close's limit per organization (close-api.md §6.2).
@@ -76,7 +79,9 @@ ACTIONS: dict[str, tuple[str, ...]] = {
 TASK_ACTIONS = (*_CRUD, "completed")  # `task.<type>`, e.g. `task.lead`
 
 
-def create_webhook(session: Session, actor: Actor, body: WebhookCreate) -> Webhook:
+def create_webhook(
+    session: Session, actor: Actor, body: WebhookCreate, *, allow_private: bool
+) -> Webhook:
     """Flushes a new active subscription with a fresh 32-byte signature key; a 400 for a bad
     URL or event type, or past the organization's limit."""
     count = session.scalar(
@@ -93,7 +98,7 @@ def create_webhook(session: Session, actor: Actor, body: WebhookCreate) -> Webho
     webhook = Webhook(
         id=new_id("whsub"),
         organization_id=actor.organization_id,
-        url=_check_url(body.url),
+        url=_check_url(body.url, allow_private),
         events=_check_events(body.events),
         status="active",
         verify_ssl=body.verify_ssl,
@@ -123,10 +128,13 @@ def get_webhook(session: Session, actor: Actor, webhook_id: str) -> Webhook:
     return found
 
 
-def update_webhook(session: Session, actor: Actor, webhook: Webhook, body: WebhookUpdate) -> None:
-    """Changes what the body gives; pausing through the API records `pause_reason` `api`."""
+def update_webhook(
+    session: Session, actor: Actor, webhook: Webhook, body: WebhookUpdate, *, allow_private: bool
+) -> None:
+    """Changes what the body gives. Pausing records `pause_reason` `api` and drops pending
+    deliveries; activating clears the failure record, so a fresh 3 days start."""
     if body.url is not None:
-        webhook.url = _check_url(body.url)
+        webhook.url = _check_url(body.url, allow_private)
     if body.events is not None:
         webhook.events = _check_events(body.events)
     if body.verify_ssl is not None:
@@ -134,6 +142,9 @@ def update_webhook(session: Session, actor: Actor, webhook: Webhook, body: Webho
     if body.status is not None and body.status != webhook.status:
         webhook.status = body.status
         webhook.pause_reason = "api" if body.status == "paused" else None
+        webhook.failing_since = None
+        if body.status == "paused":
+            drop_pending(session, webhook.id, utcnow())
     webhook.updated_by, webhook.date_updated = actor.user_id, utcnow()
     session.flush()
 
@@ -150,10 +161,13 @@ def _visible(actor: Actor) -> list[Any]:
     return conditions
 
 
-def _check_url(url: str) -> str:
+def _check_url(url: str, allow_private: bool) -> str:
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise field_error("url", "Enter a valid http or https URL.")
+    problem = outbound.check_url(url.strip(), allow_private=allow_private)
+    if problem is not None:
+        raise field_error("url", problem)
     return url.strip()
 
 
@@ -174,5 +188,67 @@ def _check_events(events: list[WebhookEvent]) -> list[dict[str, Any]]:
                 f"events[{i}].action",
                 f"{event.object_type} events are {', '.join(actions)}; not {event.action!r}.",
             )
+        if event.extra_filter is not None:
+            try:
+                check_filter(event.extra_filter, f"events[{i}].extra_filter")
+            except FilterError as exc:
+                raise field_error(exc.path, str(exc)) from exc
         checked.append(event.model_dump())
     return checked
+
+
+# --- Clove extensions: delivery history and replay ----------------------------------------------
+
+
+def list_deliveries(
+    session: Session,
+    webhook: Webhook,
+    skip: int,
+    limit: int,
+    *,
+    status: str | None = None,
+    event_id: str | None = None,
+) -> list[WebhookDelivery]:
+    """Up to `limit + 1` of the subscription's deliveries, newest first."""
+    query = select(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook.id)
+    if status is not None:
+        query = query.where(WebhookDelivery.status == status)
+    if event_id is not None:
+        query = query.where(WebhookDelivery.event_id == event_id)
+    query = query.order_by(WebhookDelivery.date_created.desc(), WebhookDelivery.id.desc())
+    return list(session.scalars(query.offset(skip).limit(limit + 1)))
+
+
+def replay_event(
+    session: Session, actor: Actor, event_id: str, webhook_id: str | None
+) -> list[WebhookDelivery]:
+    """Queues the event's deliveries to the caller's active subscriptions (or to
+    `webhook_id` only) to be sent again now, whatever became of them; a 404 for an event or
+    subscription the caller cannot see, a 400 when no active subscription had it."""
+    exists = select(Event.id).where(
+        Event.id == event_id, Event.organization_id == actor.organization_id
+    )
+    if session.scalar(exists) is None:
+        raise object_not_found("Event")
+    if webhook_id is not None:
+        get_webhook(session, actor, webhook_id)
+    query = (
+        select(WebhookDelivery)
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(WebhookDelivery.event_id == event_id, Webhook.status == "active", *_visible(actor))
+        .order_by(WebhookDelivery.date_created, WebhookDelivery.id)
+    )
+    if webhook_id is not None:
+        query = query.where(WebhookDelivery.webhook_id == webhook_id)
+    deliveries = list(session.scalars(query))
+    if not deliveries:
+        raise ValidationFailed(["No active webhook subscription has a delivery of this event."])
+    now = utcnow()
+    for delivery in deliveries:
+        # A fresh 72-hour window: the replay is a new delivery of the same event.
+        delivery.status, delivery.attempts = "pending", 0
+        delivery.next_attempt_at, delivery.date_created, delivery.date_updated = now, now, now
+        delivery.locked_by = delivery.locked_until = None
+        delivery.date_delivered = None
+    session.flush()
+    return deliveries

@@ -1,4 +1,5 @@
-"""The background worker: runs due sequence steps and jobs (bulk actions) until told to stop.
+"""The background worker: runs due sequence steps, jobs (bulk actions) and webhook deliveries
+until told to stop.
 
 `clove worker` runs it in the foreground; `clove serve` runs one in a thread beside the API
 (unless `--no-worker`). Any number may run against one database: work is claimed with leases.
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from clove.config import Settings
 from clove.kit.dates import utcnow
 from clove.sequence.engine import Clock, SequenceEngine
+from clove.webhook.delivery import Dispatcher
 from clove.worker.jobs import Handler, JobRunner
 
 log = structlog.get_logger(__name__)
@@ -37,14 +39,20 @@ class Worker:
             lease_seconds=settings.worker_lease_seconds,
             slice_seconds=settings.job_slice_seconds,
         )
+        self.webhooks = Dispatcher(session_factory, settings, clock=clock)
 
     def run_once(self, stop: threading.Event | None = None) -> int:
         """One pass over every kind of work; how many items it took."""
         return self.sequences.run_once() + self.jobs.run_once(stop)
 
     def run(self, stop: threading.Event) -> None:
-        """Works until `stop` is set; sleeps `worker_poll_seconds` only when nothing was due."""
+        """Works until `stop` is set; sleeps `worker_poll_seconds` only when nothing was due.
+        Webhooks are delivered by a thread of their own, so HTTP never waits on a bulk chunk."""
         log.info("worker_started")
+        webhooks = threading.Thread(
+            target=self.webhooks.run, args=(stop,), name="clove-webhooks", daemon=True
+        )
+        webhooks.start()
         try:
             while not stop.is_set():
                 try:
@@ -56,6 +64,7 @@ class Worker:
                     stop.wait(self.settings.worker_poll_seconds)
         finally:
             self.sequences.close()
+            webhooks.join()
             log.info("worker_stopped")
 
 

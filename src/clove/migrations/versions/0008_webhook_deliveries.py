@@ -52,6 +52,9 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_webhook_delivery_history", ["webhook_id", "date_created"], unique=False
         )
+        batch_op.create_index(
+            "ix_webhook_delivery_webhook_status", ["webhook_id", "status"], unique=False
+        )
 
     with op.batch_alter_table("event", schema=None) as batch_op:
         batch_op.add_column(
@@ -85,6 +88,7 @@ def downgrade() -> None:
         batch_op.drop_column("fanned_out")
 
     with op.batch_alter_table("webhook_delivery", schema=None) as batch_op:
+        batch_op.drop_index("ix_webhook_delivery_webhook_status")
         batch_op.drop_index("ix_webhook_delivery_history")
         batch_op.drop_index("ix_webhook_delivery_event")
         batch_op.drop_index("ix_webhook_delivery_due")
