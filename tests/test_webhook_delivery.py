@@ -24,6 +24,7 @@ from clove.db import writing_session_factory
 from clove.kit.dates import utcnow
 from clove.models import WebhookDelivery
 from clove.webhook.delivery import RETRY_WINDOW, Dispatcher, retry_delay
+from tests.bulk_world import make_world
 from tests.conftest import Org
 from tests.conftest import test_settings as settings_for
 from tests.webhook_receiver import Receiver
@@ -266,6 +267,33 @@ def test_pausing_drops_what_was_waiting(
 
     client.put(f"/api/v1/webhook/{hook}/", json={"status": "paused"}, auth=org.auth)
     assert [d["status"] for d in deliveries(client, org, hook, status="dropped")] == ["dropped"]
+
+
+def test_events_written_set_based_by_a_bulk_action_are_all_delivered(
+    client: TestClient,
+    org: Org,
+    receiver: Receiver,
+    dispatchers: Any,
+    engine: Engine,
+    database_url: str,
+) -> None:
+    world = make_world(client, org, engine, database_url)
+    leads = [
+        world.lead(f"Lead {i}", [[f"a{i}@example.com"], [f"b{i}@example.com"]]) for i in range(6)
+    ]
+    hook = subscribe(client, org, receiver, "sequence_subscription.created")
+    response = world.post(
+        "sequence_subscription", world.subscribe_body(world.sequence(), send_done_email=False)
+    )
+    assert response.status_code == 200, response.text
+
+    world.run_jobs()
+    dispatchers(org, webhook_fanout_batch=5).run_until_idle()
+
+    contacts = {c["id"] for lead in leads for c in lead["contacts"]}
+    assert sorted(r.event["data"]["contact_id"] for r in receiver.received) == sorted(contacts)
+    assert {r.event["meta"]["bulk_action_id"] for r in receiver.received} == {response.json()["id"]}
+    assert len(deliveries(client, org, hook, status="delivered", _limit="100")) == len(contacts)
 
 
 # --- retries, giving up, auto-pause -------------------------------------------------------------
