@@ -522,6 +522,28 @@ def test_private_targets_are_refused_unless_allowed(
     assert "CLOVE_WEBHOOKS_ALLOW_PRIVATE_TARGETS" in delivery["last_error"]
 
 
+def test_a_stopping_worker_finishes_and_records_what_is_in_flight(
+    client: TestClient, org: Org, receiver: Receiver, dispatchers: Any
+) -> None:
+    receiver.hold = threading.Event()
+    hook = subscribe(client, org, receiver, "lead.created")
+    new_lead(client, org)
+    dispatcher, stop = dispatchers(org, worker_poll_seconds=0.05), threading.Event()
+    thread = threading.Thread(target=dispatcher.run, args=(stop,))
+    thread.start()
+    receiver.wait_for(1)
+
+    stop.set()  # what SIGTERM does to `clove worker`
+    time.sleep(0.2)
+    assert thread.is_alive(), "stopped without waiting for the request in flight"
+    receiver.hold.set()
+    thread.join(timeout=10)
+
+    assert not thread.is_alive()
+    [delivery] = deliveries(client, org, hook)
+    assert delivery["status"] == "delivered"
+
+
 # --- a worker killed mid-delivery -----------------------------------------------------------------
 
 

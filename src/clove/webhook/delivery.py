@@ -98,7 +98,6 @@ class Dispatcher:
         clock: Clock = utcnow,
         name: str | None = None,
         organization_id: str | None = None,
-        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.settings = settings
@@ -124,7 +123,6 @@ class Dispatcher:
                 follow_redirects=False,
                 # Proxy variables would route around the address checks (clove.webhook.outbound).
                 trust_env=False,
-                transport=transport,
                 headers={"user-agent": "Clove-Webhooks/1"},
             )
             for verify in (True, False)
