@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import secrets
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -162,9 +161,6 @@ def _visible(actor: Actor) -> list[Any]:
 
 
 def _check_url(url: str, allow_private: bool) -> str:
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise field_error("url", "Enter a valid http or https URL.")
     problem = outbound.check_url(url.strip(), allow_private=allow_private)
     if problem is not None:
         raise field_error("url", problem)
