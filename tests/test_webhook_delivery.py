@@ -522,6 +522,34 @@ def test_private_targets_are_refused_unless_allowed(
     assert "CLOVE_WEBHOOKS_ALLOW_PRIVATE_TARGETS" in delivery["last_error"]
 
 
+def test_claimed_deliveries_whose_lease_ran_low_are_claimed_again_not_sent_twice(
+    client: TestClient, org: Org, receiver: Receiver, dispatchers: Any, clock: Clock
+) -> None:
+    receiver.hold = threading.Event()
+    hook = subscribe(client, org, receiver, "lead.created")
+    for i in range(3):
+        new_lead(client, org, f"Lead {i}")
+    # One request at a time: the first is held open, the other two wait in the claimed queue.
+    dispatcher = dispatchers(org, webhook_concurrency=1, webhook_per_subscription=1)
+    dispatcher.pump()
+    receiver.wait_for(1)
+    assert len(dispatcher.queued) == 2
+
+    # By the time the slot frees, the queued leases could end mid-request: they are let go.
+    clock.advance(seconds=(dispatcher.lease - dispatcher.request_budget).total_seconds() + 1)
+    receiver.hold.set()
+    dispatcher.finish(wait_seconds=5)
+    assert dispatcher.pump() == 0 and not dispatcher.in_flight and not dispatcher.queued
+    assert len(receiver.received) == 1
+
+    # Once those leases have ended, they are claimed afresh and each is sent once.
+    clock.advance(seconds=dispatcher.request_budget.total_seconds())
+    dispatcher.run_until_idle()
+    assert sorted(receiver.events(hook)) == sorted(set(receiver.events(hook)))
+    assert len(receiver.received) == 3
+    assert {d["status"] for d in deliveries(client, org, hook)} == {"delivered"}
+
+
 def test_a_stopping_worker_finishes_and_records_what_is_in_flight(
     client: TestClient, org: Org, receiver: Receiver, dispatchers: Any
 ) -> None:

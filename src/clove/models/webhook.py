@@ -53,11 +53,10 @@ class WebhookDelivery(Timestamps, Base):
     __tablename__ = "webhook_delivery"
     __table_args__ = (
         UniqueConstraint("webhook_id", "event_id"),
-        # The dispatcher's claim: due pending deliveries, oldest first.
-        Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
         Index("ix_webhook_delivery_history", "webhook_id", "date_created"),
-        # A subscription's backlog (pending count) and what a pause drops.
-        Index("ix_webhook_delivery_webhook_status", "webhook_id", "status"),
+        # A subscription's due deliveries, oldest first (the dispatcher's claim), its backlog
+        # (pending count) and what a pause drops.
+        Index("ix_webhook_delivery_queue", "webhook_id", "status", "next_attempt_at"),
         Index("ix_webhook_delivery_event", "event_id"),
     )
 

@@ -14,8 +14,7 @@ import hmac
 import json
 import threading
 import time
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,7 +22,7 @@ from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Table, bindparam, func, or_, select, union_all, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from clove.config import Settings
@@ -37,6 +36,8 @@ from clove.worker.jobs import Clock, worker_name
 
 log = structlog.get_logger(__name__)
 
+DELIVERIES: Table = WebhookDelivery.__table__  # type: ignore[assignment]
+
 # Close retries "with exponential backoff up to every 20 minutes, for up to 72 hours", and
 # pauses a subscription whose deliveries have all failed for 3 days (close-api.md §6.2).
 FIRST_RETRY_SECONDS = 30
@@ -44,6 +45,11 @@ MAX_RETRY_SECONDS = 20 * 60
 RETRY_WINDOW = timedelta(hours=72)
 FAILING_PAUSE_AFTER = timedelta(days=3)
 MAX_ERROR_LENGTH = 500
+# Deliveries are claimed ahead, up to this many times the slots, so one claim (a transaction)
+# serves many requests; and finished ones are recorded together, after at most RECORD_DELAY.
+PREFETCH = 16
+RECORD_DELAY = 0.1
+CLAIM_INTERVAL = 0.5
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -75,6 +81,7 @@ class Attempt:
     body: bytes
     attempts: int
     date_created: datetime
+    lease_ends: datetime
 
 
 @dataclass(frozen=True)
@@ -129,24 +136,41 @@ class Dispatcher:
         }
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="clove-webhook")
         self.in_flight: dict[Future[Outcome], Attempt] = {}
+        self.queued: deque[Attempt] = deque()  # claimed (leased), not started yet
+        self.unrecorded: list[tuple[Attempt, Outcome]] = []
+        self.record_by = 0.0
+        self.next_claim = 0.0
+        # A queued delivery is started only while its lease outlasts a whole request.
+        self.request_budget = timedelta(
+            seconds=settings.webhook_connect_timeout + 2 * settings.webhook_read_timeout
+        )
+        # An empty fan-out waits a poll interval before the next (on SQLite each one takes the
+        # write lock); a full batch is followed at once.
+        self.next_fan_out = 0.0
+        self.keys: dict[str, str] = {}  # decrypted signature keys, by their stored form
 
-    def pump(self, wait_seconds: float = 0.0) -> int:
-        """Fans out one batch of events, starts due deliveries in free slots, then waits up
+    def pump(self, wait_seconds: float = 0.0, *, fan_out: bool | None = None) -> int:
+        """Fans out a batch of events (when `fan_out`, by default when the last batch was
+        full or a poll interval has passed), starts due deliveries in free slots, then waits up
         to `wait_seconds` for requests to finish and records them; how many things it did."""
-        done = self.fan_out()
+        done = 0
+        if fan_out if fan_out is not None else time.monotonic() >= self.next_fan_out:
+            done += self.fan_out()
         done += self.start_due()
         done += self.finish(wait_seconds)
         return done
 
     def run_until_idle(self) -> int:
-        """Fans out and delivers until nothing is due and nothing is in flight (tests and
-        `clove worker --once`); retries scheduled for later are left for later."""
+        """Fans out and delivers until no event is left to fan out, nothing is due and nothing
+        is in flight (tests and `clove worker --once`); later retries are left for later."""
         total = 0
         while True:
             done = self.pump(wait_seconds=self.settings.webhook_read_timeout)
-            total += done
             if not done and not self.in_flight:
-                return total
+                done = self.pump(fan_out=True)  # one more look for new events
+                if not done and not self.in_flight:
+                    return total
+            total += done
 
     def run(self, stop: threading.Event) -> None:
         """Works until `stop` is set, then lets the requests in flight finish and records them."""
@@ -159,6 +183,7 @@ class Dispatcher:
                     busy = 0
                 if not busy and not self.in_flight:
                     stop.wait(self.settings.worker_poll_seconds)
+            self.release_queued()
             while self.in_flight:
                 self.finish(self.settings.webhook_read_timeout)
         finally:
@@ -179,66 +204,150 @@ class Dispatcher:
                 organization_id=self.organization_id,
             )
             session.commit()
+        wait = 0.0 if taken else self.settings.worker_poll_seconds
+        self.next_fan_out = time.monotonic() + wait
         return taken
 
     def start_due(self) -> int:
-        """Claims due deliveries for the free slots and starts sending them."""
-        free = self.concurrency - len(self.in_flight)
-        if free <= 0:
-            return 0
-        attempts = self._claim(free)
-        for attempt in attempts:
+        """Starts queued deliveries in free slots, claiming more when the queue runs low (or,
+        at most every CLAIM_INTERVAL, when slots stay free: the queue may hold only
+        subscriptions at their limit); how many it claimed and started."""
+        started = self._start_queued()
+        idle_slots = len(self.in_flight) < self.concurrency
+        if len(self.queued) < self.concurrency or (
+            idle_slots and time.monotonic() >= self.next_claim
+        ):
+            self.next_claim = time.monotonic() + CLAIM_INTERVAL
+            started += self._claim() + self._start_queued()
+        return started
+
+    def _start_queued(self) -> int:
+        now = self.clock()
+        busy = Counter(attempt.webhook_id for attempt in self.in_flight.values())
+        held_back: deque[Attempt] = deque()
+        started = 0
+        while self.queued and len(self.in_flight) < self.concurrency:
+            attempt = self.queued.popleft()
+            if attempt.lease_ends - now < self.request_budget:
+                continue  # the lease could end mid-request: left to be claimed again
+            if busy[attempt.webhook_id] >= self.per_subscription:
+                held_back.append(attempt)
+                continue
+            busy[attempt.webhook_id] += 1
             self.in_flight[self.pool.submit(self._send, attempt)] = attempt
-        return len(attempts)
+            started += 1
+        self.queued.extendleft(reversed(held_back))
+        return started
 
     def finish(self, wait_seconds: float) -> int:
-        """Records the requests that have finished, waiting up to `wait_seconds` for one."""
-        if not self.in_flight:
-            return 0
-        finished, _ = wait(self.in_flight, timeout=wait_seconds, return_when=FIRST_COMPLETED)
-        if finished:
-            self._record([(self.in_flight.pop(f), f.result()) for f in finished])
+        """Takes the requests that have finished (waiting up to `wait_seconds` for one) and
+        records them in batches: when a slot's worth have gathered, the oldest has waited
+        RECORD_DELAY, or nothing is left in flight. How many finished."""
+        finished: set[Future[Outcome]] = set()
+        if self.in_flight:
+            finished, _ = wait(self.in_flight, timeout=wait_seconds, return_when=FIRST_COMPLETED)
+            if finished and not self.unrecorded:
+                self.record_by = time.monotonic() + RECORD_DELAY
+            self.unrecorded += [(self.in_flight.pop(f), f.result()) for f in finished]
+        if self.unrecorded and (
+            len(self.unrecorded) >= self.concurrency
+            or not self.in_flight
+            or time.monotonic() >= self.record_by
+        ):
+            self._record(self.unrecorded)
+            self.unrecorded = []
         return len(finished)
 
-    def _claim(self, free: int) -> list[Attempt]:
-        now = self.clock()
-        busy = {attempt.webhook_id for attempt in self.in_flight.values()}
-        with self.session_factory() as session:
-            # The oldest due deliveries of subscriptions without a request in flight here; a
-            # few per subscription at most, so one subscription's backlog cannot fill every slot.
-            query = (
-                select(WebhookDelivery.id, WebhookDelivery.webhook_id)
-                .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
-                .where(
-                    WebhookDelivery.status == "pending",
-                    WebhookDelivery.next_attempt_at <= now,
-                    or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until < now),
-                    Webhook.status == "active",
+    def release_queued(self) -> None:
+        """Gives back the leases of claimed deliveries not started (a stopping worker)."""
+        ids = [attempt.delivery_id for attempt in self.queued]
+        self.queued.clear()
+        if ids:
+            with self.session_factory() as session:
+                session.execute(
+                    update(DELIVERIES)
+                    .where(DELIVERIES.c.id.in_(ids), DELIVERIES.c.locked_by == self.name)
+                    .values(locked_by=None, locked_until=None)
                 )
-                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-                .limit(free * self.per_subscription)
-                .with_for_update(skip_locked=True, of=WebhookDelivery)
-            )
-            if busy:
-                query = query.where(WebhookDelivery.webhook_id.not_in(busy))
-            if self.organization_id is not None:
-                query = query.where(WebhookDelivery.organization_id == self.organization_id)
-            picked = _pick(session.execute(query).all(), free, self.per_subscription)
-            if not picked:
+                session.commit()
+
+    def _claim(self) -> int:
+        """Leases due deliveries into the queue, up to PREFETCH times the slots in all and
+        per subscription; how many."""
+        now = self.clock()
+        held = Counter(a.webhook_id for a in (*self.in_flight.values(), *self.queued))
+        room = self.concurrency * PREFETCH - len(self.queued)
+        with self.session_factory() as session:
+            slots = self._due_subscriptions(session, now, held, room)
+            if not slots:
                 session.rollback()
-                return []
+                return 0
+            # Each subscription's oldest due deliveries, by its own index range: a long
+            # backlog of one subscription is never read to find another's.
+            picks = [
+                select(WebhookDelivery.id)
+                .where(WebhookDelivery.webhook_id == webhook_id, *_due(now))
+                .order_by(WebhookDelivery.next_attempt_at)
+                .limit(count)
+                .subquery()
+                .select()
+                for webhook_id, count in slots.items()
+            ]
+            picked = session.scalars(union_all(*picks) if len(picks) > 1 else picks[0]).all()
+            # The lease is taken by a conditional UPDATE: of two workers that picked the same
+            # row, the second finds it leased (PostgreSQL re-checks the row after the first
+            # commits; SQLite runs one writer at a time).
             claimed = session.scalars(
                 update(WebhookDelivery)
-                .where(WebhookDelivery.id.in_(picked), WebhookDelivery.status == "pending")
+                .where(WebhookDelivery.id.in_(picked), *_due(now))
                 .values(locked_by=self.name, locked_until=now + self.lease)
                 .returning(WebhookDelivery.id)
                 .execution_options(synchronize_session=False)
             ).all()
-            attempts = self._load(session, list(claimed))
+            attempts = self._load(session, list(claimed), now + self.lease) if claimed else []
             session.commit()
-        return attempts
+        self.queued.extend(attempts)
+        return len(attempts)
 
-    def _load(self, session: Session, delivery_ids: list[str]) -> list[Attempt]:
+    def _due_subscriptions(
+        self, session: Session, now: datetime, held: Counter[str], room: int
+    ) -> dict[str, int]:
+        """How many deliveries to claim for each active subscription with due ones, within
+        `room` in all: what its share allows, those whose oldest due delivery waited longest
+        first."""
+        share = self.per_subscription * PREFETCH
+        full = [w for w, n in held.items() if n >= share]
+        # ORDER BY ... LIMIT 1 rather than min(): both databases then stop at the first due
+        # row of the subscription's index range instead of reading the range to its end.
+        oldest = (
+            select(WebhookDelivery.next_attempt_at)
+            .where(WebhookDelivery.webhook_id == Webhook.id, *_due(now))
+            .order_by(WebhookDelivery.next_attempt_at)
+            .limit(1)
+            .scalar_subquery()
+        )
+        query = (
+            select(Webhook.id)
+            .where(Webhook.status == "active", oldest.is_not(None))
+            .order_by(oldest)
+            .limit(room)
+        )
+        if full:
+            query = query.where(Webhook.id.not_in(full))
+        if self.organization_id is not None:
+            query = query.where(Webhook.organization_id == self.organization_id)
+        slots = {}
+        for webhook_id in session.scalars(query):
+            count = min(share - held[webhook_id], room)
+            if count <= 0:
+                break
+            slots[webhook_id] = count
+            room -= count
+        return slots
+
+    def _load(
+        self, session: Session, delivery_ids: list[str], lease_ends: datetime
+    ) -> list[Attempt]:
         rows = session.execute(
             select(WebhookDelivery, Webhook.url, Webhook.signature_key, Webhook.verify_ssl, Event)
             .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
@@ -256,14 +365,20 @@ class Dispatcher:
                     delivery_id=delivery.id,
                     webhook_id=delivery.webhook_id,
                     url=url,
-                    key=decrypt(key),
+                    key=self._key(key),
                     verify_ssl=verify_ssl,
                     body=payload(delivery.webhook_id, event),
                     attempts=delivery.attempts,
                     date_created=delivery.date_created,
+                    lease_ends=lease_ends,
                 )
             )
         return attempts
+
+    def _key(self, stored: str) -> str:
+        if stored not in self.keys:
+            self.keys[stored] = decrypt(stored)  # Fernet: about a millisecond each time
+        return self.keys[stored]
 
     def _send(self, attempt: Attempt) -> Outcome:
         """One POST (runs on the pool); never raises."""
@@ -299,8 +414,17 @@ class Dispatcher:
         with self.session_factory() as session:
             healthy: set[str] = set()
             failing: dict[str, str] = {}
+            # One statement for all of them; each only while our lease holds, as a delivery
+            # another worker took over is theirs to record.
+            session.execute(
+                update(DELIVERIES).where(
+                    DELIVERIES.c.id == bindparam("delivery_id"),
+                    DELIVERIES.c.locked_by == self.name,
+                    DELIVERIES.c.status == "pending",
+                ),
+                [_outcome_values(attempt, outcome, now) for attempt, outcome in finished],
+            )
             for attempt, outcome in finished:
-                _record_attempt(session, self.name, attempt, outcome, now)
                 if outcome.ok:
                     healthy.add(attempt.webhook_id)
                 else:
@@ -325,49 +449,38 @@ class Dispatcher:
             )
 
 
-def _pick(rows: Iterable[Any], free: int, per_subscription: int) -> list[str]:
-    """Up to `free` ids, oldest first, at most `per_subscription` of any one subscription."""
-    taken: Counter[str] = Counter()
-    picked = []
-    for delivery_id, webhook_id in rows:
-        if taken[webhook_id] < per_subscription:
-            taken[webhook_id] += 1
-            picked.append(delivery_id)
-            if len(picked) == free:
-                break
-    return picked
+def _due(now: datetime) -> tuple[Any, ...]:
+    """A delivery that is waiting, due, and not leased by a worker."""
+    return (
+        WebhookDelivery.status == "pending",
+        WebhookDelivery.next_attempt_at <= now,
+        or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until < now),
+    )
 
 
-def _record_attempt(
-    session: Session, worker: str, attempt: Attempt, outcome: Outcome, now: datetime
-) -> None:
+def _outcome_values(attempt: Attempt, outcome: Outcome, now: datetime) -> dict[str, Any]:
+    """The delivery's new columns after an attempt: delivered, retried later, or failed for
+    good once the next try would fall outside the 72 hours."""
     tries = attempt.attempts + 1
-    values: dict[str, Any] = {
+    if outcome.ok:
+        status = "delivered"
+    elif now + retry_delay(tries) > attempt.date_created + RETRY_WINDOW:
+        status = "failed"
+    else:
+        status = "pending"
+    return {
+        "delivery_id": attempt.delivery_id,
+        "status": status,
         "attempts": tries,
+        "next_attempt_at": now + retry_delay(tries) if status == "pending" else now,
         "last_attempt_at": now,
         "last_status_code": outcome.status_code,
         "last_error": outcome.error[:MAX_ERROR_LENGTH] if outcome.error else None,
+        "date_delivered": now if outcome.ok else None,
         "locked_by": None,
         "locked_until": None,
         "date_updated": now,
     }
-    if outcome.ok:
-        values.update(status="delivered", date_delivered=now)
-    elif now + retry_delay(tries) > attempt.date_created + RETRY_WINDOW:
-        values["status"] = "failed"
-    else:
-        values["next_attempt_at"] = now + retry_delay(tries)
-    # Only while our lease holds: a delivery another worker took over is theirs to record.
-    session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.id == attempt.delivery_id,
-            WebhookDelivery.locked_by == worker,
-            WebhookDelivery.status == "pending",
-        )
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
 
 
 def _note_failure(session: Session, webhook_id: str, error: str, now: datetime) -> None:

@@ -45,15 +45,14 @@ def upgrade() -> None:
         sa.UniqueConstraint("webhook_id", "event_id", name=op.f("uq_webhook_delivery_webhook_id")),
     )
     with op.batch_alter_table("webhook_delivery", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_webhook_delivery_due", ["status", "next_attempt_at"], unique=False
-        )
         batch_op.create_index("ix_webhook_delivery_event", ["event_id"], unique=False)
         batch_op.create_index(
             "ix_webhook_delivery_history", ["webhook_id", "date_created"], unique=False
         )
         batch_op.create_index(
-            "ix_webhook_delivery_webhook_status", ["webhook_id", "status"], unique=False
+            "ix_webhook_delivery_queue",
+            ["webhook_id", "status", "next_attempt_at"],
+            unique=False,
         )
 
     with op.batch_alter_table("event", schema=None) as batch_op:
@@ -88,10 +87,9 @@ def downgrade() -> None:
         batch_op.drop_column("fanned_out")
 
     with op.batch_alter_table("webhook_delivery", schema=None) as batch_op:
-        batch_op.drop_index("ix_webhook_delivery_webhook_status")
+        batch_op.drop_index("ix_webhook_delivery_queue")
         batch_op.drop_index("ix_webhook_delivery_history")
         batch_op.drop_index("ix_webhook_delivery_event")
-        batch_op.drop_index("ix_webhook_delivery_due")
 
     op.drop_table("webhook_delivery")
     # ### end Alembic commands ###
