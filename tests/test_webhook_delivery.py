@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from clove.db import writing_session_factory
 from clove.kit.dates import utcnow
 from clove.models import WebhookDelivery
-from clove.webhook.delivery import RETRY_WINDOW, Dispatcher, retry_delay
+from clove.webhook.delivery import PRUNE_INTERVAL, RETRY_WINDOW, Dispatcher, retry_delay
 from tests.bulk_world import make_world
 from tests.conftest import Org
 from tests.conftest import test_settings as settings_for
@@ -548,6 +548,30 @@ def test_claimed_deliveries_whose_lease_ran_low_are_claimed_again_not_sent_twice
     assert sorted(receiver.events(hook)) == sorted(set(receiver.events(hook)))
     assert len(receiver.received) == 3
     assert {d["status"] for d in deliveries(client, org, hook)} == {"delivered"}
+
+
+def test_claimed_deliveries_of_a_subscription_paused_meanwhile_are_not_sent(
+    client: TestClient, org: Org, receiver: Receiver, dispatchers: Any
+) -> None:
+    receiver.hold = threading.Event()
+    hook = subscribe(client, org, receiver, "lead.created")
+    for i in range(3):
+        new_lead(client, org, f"Lead {i}")
+    dispatcher = dispatchers(org, webhook_concurrency=1, webhook_per_subscription=1)
+    dispatcher.pump()
+    receiver.wait_for(1)
+    assert len(dispatcher.queued) == 2
+
+    client.put(f"/api/v1/webhook/{hook}/", json={"status": "paused"}, auth=org.auth)
+    time.sleep(PRUNE_INTERVAL)
+    receiver.hold.set()
+    dispatcher.run_until_idle()
+
+    assert len(receiver.received) == 1  # the request already in flight, and no other
+    assert not dispatcher.queued
+    # The history tells the truth: the one in flight arrived, the others never left.
+    statuses = sorted(d["status"] for d in deliveries(client, org, hook))
+    assert statuses == ["delivered", "dropped", "dropped"]
 
 
 def test_a_stopping_worker_finishes_and_records_what_is_in_flight(

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import Table, bindparam, func, or_, select, union_all, update
+from sqlalchemy import Table, and_, bindparam, case, func, or_, select, union_all, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from clove.config import Settings
@@ -50,6 +50,8 @@ MAX_ERROR_LENGTH = 500
 PREFETCH = 16
 RECORD_DELAY = 0.1
 CLAIM_INTERVAL = 0.5
+# How often queued deliveries are checked against their subscription (paused, deleted, moved).
+PRUNE_INTERVAL = 0.25
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -140,6 +142,7 @@ class Dispatcher:
         self.unrecorded: list[tuple[Attempt, Outcome]] = []
         self.record_by = 0.0
         self.next_claim = 0.0
+        self.next_prune = 0.0
         # A queued delivery is started only while its lease outlasts a whole request.
         self.request_budget = timedelta(
             seconds=settings.webhook_connect_timeout + 2 * settings.webhook_read_timeout
@@ -222,6 +225,8 @@ class Dispatcher:
         return started
 
     def _start_queued(self) -> int:
+        if self.queued and time.monotonic() >= self.next_prune:
+            self._prune_queue()
         now = self.clock()
         busy = Counter(attempt.webhook_id for attempt in self.in_flight.values())
         held_back: deque[Attempt] = deque()
@@ -258,18 +263,44 @@ class Dispatcher:
             self.unrecorded = []
         return len(finished)
 
+    def _prune_queue(self) -> None:
+        """Lets go of queued deliveries whose subscription was paused, deleted or pointed
+        elsewhere since they were claimed, so that at most PRUNE_INTERVAL after such a change
+        no queued request starts (the ones in flight finish)."""
+        self.next_prune = time.monotonic() + PRUNE_INTERVAL
+        targets = {(a.webhook_id, a.url, a.verify_ssl) for a in self.queued}
+        with self.session_factory() as session:
+            current = set(
+                session.execute(
+                    select(Webhook.id, Webhook.url, Webhook.verify_ssl).where(
+                        Webhook.id.in_({webhook_id for webhook_id, _, _ in targets}),
+                        Webhook.status == "active",
+                    )
+                ).tuples()
+            )
+        stale = [a for a in self.queued if (a.webhook_id, a.url, a.verify_ssl) not in current]
+        if stale:
+            self.queued = deque(a for a in self.queued if a not in stale)
+            self._release(stale)
+
     def release_queued(self) -> None:
         """Gives back the leases of claimed deliveries not started (a stopping worker)."""
-        ids = [attempt.delivery_id for attempt in self.queued]
+        self._release(list(self.queued))
         self.queued.clear()
-        if ids:
-            with self.session_factory() as session:
-                session.execute(
-                    update(DELIVERIES)
-                    .where(DELIVERIES.c.id.in_(ids), DELIVERIES.c.locked_by == self.name)
-                    .values(locked_by=None, locked_until=None)
+
+    def _release(self, attempts: list[Attempt]) -> None:
+        if not attempts:
+            return
+        with self.session_factory() as session:
+            session.execute(
+                update(DELIVERIES)
+                .where(
+                    DELIVERIES.c.id.in_([a.delivery_id for a in attempts]),
+                    DELIVERIES.c.locked_by == self.name,
                 )
-                session.commit()
+                .values(locked_by=None, locked_until=None)
+            )
+            session.commit()
 
     def _claim(self) -> int:
         """Leases due deliveries into the queue, up to PREFETCH times the slots in all and
@@ -415,13 +446,20 @@ class Dispatcher:
             healthy: set[str] = set()
             failing: dict[str, str] = {}
             # One statement for all of them; each only while our lease holds, as a delivery
-            # another worker took over is theirs to record.
+            # another worker took over is theirs to record. One dropped (its subscription
+            # paused) while in flight stays dropped unless it was in fact delivered.
+            kept_dropped = and_(
+                DELIVERIES.c.status == "dropped", bindparam("outcome") != "delivered"
+            )
             session.execute(
-                update(DELIVERIES).where(
+                update(DELIVERIES)
+                .where(
                     DELIVERIES.c.id == bindparam("delivery_id"),
                     DELIVERIES.c.locked_by == self.name,
-                    DELIVERIES.c.status == "pending",
-                ),
+                    # Not IN (...): an expanding parameter cannot go into an executemany.
+                    or_(DELIVERIES.c.status == "pending", DELIVERIES.c.status == "dropped"),
+                )
+                .values(status=case((kept_dropped, "dropped"), else_=bindparam("outcome"))),
                 [_outcome_values(attempt, outcome, now) for attempt, outcome in finished],
             )
             for attempt, outcome in finished:
@@ -470,7 +508,7 @@ def _outcome_values(attempt: Attempt, outcome: Outcome, now: datetime) -> dict[s
         status = "pending"
     return {
         "delivery_id": attempt.delivery_id,
-        "status": status,
+        "outcome": status,
         "attempts": tries,
         "next_attempt_at": now + retry_delay(tries) if status == "pending" else now,
         "last_attempt_at": now,

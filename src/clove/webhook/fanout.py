@@ -167,9 +167,11 @@ def pause(session: Session, webhook_id: str, reason: str, now: datetime) -> None
 
 
 def drop_pending(session: Session, webhook_id: str, now: datetime) -> None:
+    """Drops the subscription's pending deliveries; a leased one keeps its lease, so the
+    worker sending it can still record that it arrived."""
     session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.status == "pending")
-        .values(status="dropped", locked_by=None, locked_until=None, date_updated=now)
+        .values(status="dropped", date_updated=now)
         .execution_options(synchronize_session=False)
     )
