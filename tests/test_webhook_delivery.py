@@ -522,18 +522,26 @@ def test_private_targets_are_refused_unless_allowed(
     assert "CLOVE_WEBHOOKS_ALLOW_PRIVATE_TARGETS" in delivery["last_error"]
 
 
-def test_claimed_deliveries_whose_lease_ran_low_are_claimed_again_not_sent_twice(
-    client: TestClient, org: Org, receiver: Receiver, dispatchers: Any, clock: Clock
-) -> None:
+def one_sent_two_queued(
+    client: TestClient, org: Org, receiver: Receiver, dispatchers: Any
+) -> tuple[str, Dispatcher]:
+    """A subscription with three deliveries and one request slot: the first is held open at
+    the receiver, the other two wait in the dispatcher's claimed queue."""
     receiver.hold = threading.Event()
     hook = subscribe(client, org, receiver, "lead.created")
     for i in range(3):
         new_lead(client, org, f"Lead {i}")
-    # One request at a time: the first is held open, the other two wait in the claimed queue.
     dispatcher = dispatchers(org, webhook_concurrency=1, webhook_per_subscription=1)
     dispatcher.pump()
     receiver.wait_for(1)
     assert len(dispatcher.queued) == 2
+    return hook, dispatcher
+
+
+def test_claimed_deliveries_whose_lease_ran_low_are_claimed_again_not_sent_twice(
+    client: TestClient, org: Org, receiver: Receiver, dispatchers: Any, clock: Clock
+) -> None:
+    hook, dispatcher = one_sent_two_queued(client, org, receiver, dispatchers)
 
     # By the time the slot frees, the queued leases could end mid-request: they are let go.
     clock.advance(seconds=(dispatcher.lease - dispatcher.request_budget).total_seconds() + 1)
@@ -553,14 +561,7 @@ def test_claimed_deliveries_whose_lease_ran_low_are_claimed_again_not_sent_twice
 def test_claimed_deliveries_of_a_subscription_paused_meanwhile_are_not_sent(
     client: TestClient, org: Org, receiver: Receiver, dispatchers: Any
 ) -> None:
-    receiver.hold = threading.Event()
-    hook = subscribe(client, org, receiver, "lead.created")
-    for i in range(3):
-        new_lead(client, org, f"Lead {i}")
-    dispatcher = dispatchers(org, webhook_concurrency=1, webhook_per_subscription=1)
-    dispatcher.pump()
-    receiver.wait_for(1)
-    assert len(dispatcher.queued) == 2
+    hook, dispatcher = one_sent_two_queued(client, org, receiver, dispatchers)
 
     client.put(f"/api/v1/webhook/{hook}/", json={"status": "paused"}, auth=org.auth)
     time.sleep(PRUNE_INTERVAL)

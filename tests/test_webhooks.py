@@ -12,27 +12,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clove.models import Webhook
 from clove.webhook.service import MAX_PER_ORGANIZATION
+from tests.compat.test_spec_schemas import WEBHOOK
 from tests.conftest import Org
 from tests.test_membership import add_member
 
 PATH = "/api/v1/webhook/"
-WEBHOOK = {
-    "id",
-    "url",
-    "events",
-    "status",
-    "verify_ssl",
-    "signature_key",
-    "created_by",
-    "updated_by",
-    "date_created",
-    "date_updated",
-    "counters",
-    "health_status",
-    "latest_error",
-    "pause_reason",
-    "recent_consecutive_fail_buckets_cnt",
-}
 BODY = {
     "url": "https://hooks.example.com/close",
     "events": [
